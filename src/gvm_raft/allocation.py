@@ -1,0 +1,450 @@
+"""GVM sample allocation: split a generation budget across prompts to minimise gradient variance.
+
+Pure numpy and self-contained (imports nothing from the rest of the package), so any trainer
+(verl, TRL, OpenRLHF, ...) can call it.
+
+For prompt i with acceptance rate p_i and gradient norm G_i, drawing n_i samples gives about
+n_i p_i accepted ones, and the gradient estimate has variance about
+
+    V(n) = sum_i G_i^2 / (n_i q_i),    q_i = p_i + alpha / p_i^(beta - 1)
+
+(alpha = 0 gives the plain objective q_i = p_i). Minimising V under sum_i n_i = N (Lagrange) gives
+
+    n_i = N w_i / sum_j w_j,    w_i = G_i / sqrt(q_i),
+
+with alpha = 1e-3, beta = 2 by default; prompts with G_i = 0 or p_i = 0 get weight 0.
+Integer sizes come from either
+
+- ``"rounding"``: round the continuous optimum and repair the total by largest remainders (the
+  reference implementation's behaviour), or
+- ``"exact"``: the integer minimiser of V, i.e. greedy marginal gains c_i/(n(n+1)), c_i = G_i^2/q_i,
+  found by a threshold search (greedy is optimal for separable convex objectives), or
+- ``"uniform"``: the baseline, N/m per prompt, ignoring the statistics.
+
+All three honour per-prompt bounds ``min_samples <= n_i <= max_samples`` and spend N exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Method = Literal["rounding", "exact", "uniform"]
+METHODS: tuple[str, ...] = ("rounding", "exact", "uniform")
+DEFAULT_ALPHA = 1e-3
+DEFAULT_BETA = 2.0
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+def regularised_accept_rate(
+    accept_rates: ArrayLike, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA
+) -> FloatArray:
+    """q_i = p_i + alpha / p_i^(beta - 1); infinite at p_i = 0 when alpha > 0 and beta > 1."""
+    p = np.asarray(accept_rates, dtype=np.float64)
+    if alpha == 0:
+        return p.copy()
+    with np.errstate(divide="ignore"):
+        return p + alpha / np.power(p, beta - 1.0)
+
+
+def allocation_weights(
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+) -> FloatArray:
+    """w_i = G_i / sqrt(q_i), and 0 for prompts with G_i = 0 or p_i = 0."""
+    g, p = _check_stats(grad_norms, accept_rates)
+    _check_regulariser(alpha, beta)
+    q = regularised_accept_rate(p, alpha, beta)
+    active = (g > 0) & (p > 0) & np.isfinite(q) & (q > 0)
+    w = np.zeros_like(g)
+    w[active] = g[active] / np.sqrt(q[active])
+    return w
+
+
+def gradient_variance(
+    n: ArrayLike,
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    alpha: float = 0.0,
+    beta: float = DEFAULT_BETA,
+) -> float:
+    """V(n) = sum_i G_i^2 / (n_i q_i); alpha = 0 (default) is the plain objective with q_i = p_i.
+
+    Prompts with G_i = 0 contribute 0; a prompt with G_i > 0 and n_i q_i = 0 makes V infinite.
+    """
+    g, p = _check_stats(grad_norms, accept_rates)
+    _check_regulariser(alpha, beta)
+    sizes = np.asarray(n, dtype=np.float64)
+    if sizes.shape != g.shape:
+        raise ValueError(f"n has {sizes.size} entries but grad_norms has {g.size}")
+    if np.isnan(sizes).any() or (sizes < 0).any():
+        raise ValueError("n must be non-negative sample counts")
+    q = regularised_accept_rate(p, alpha, beta)
+    counted = g > 0
+    denom = sizes[counted] * q[counted]
+    if (denom == 0).any():
+        return float("inf")
+    return float(np.sum(g[counted] ** 2 / denom))
+
+
+def continuous_allocation(
+    budget: float,
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+) -> FloatArray:
+    """The real-valued optimum n_i = N w_i / sum_j w_j (no bounds, no filters).
+
+    All-zero weights fall back to N/m per prompt with a warning.
+    """
+    w = allocation_weights(grad_norms, accept_rates, alpha, beta)
+    _check_budget(budget)
+    total = w.sum()
+    if total == 0:
+        warnings.warn("all allocation weights are zero; falling back to uniform", stacklevel=2)
+        return np.full(w.shape, budget / max(w.size, 1))
+    return budget * w / total
+
+
+def allocate(
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    budget: int,
+    method: Method = "rounding",
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+    min_samples: ArrayLike = 0,
+    max_samples: ArrayLike | None = None,
+    max_accept_rate: float = 1.0,
+    min_expected_accepted: float = 0.0,
+) -> IntArray:
+    """Integer sample sizes n_i >= 0 with sum_i n_i = budget.
+
+    Args:
+        grad_norms: G_i per prompt, shape (m,), non-negative.
+        accept_rates: p_i per prompt in [0, 1], shape (m,).
+        budget: total samples N to spend (stage 2).
+        method: "rounding" (reference), "exact" (integer minimiser of V) or "uniform" (baseline).
+        alpha, beta: regulariser of q_i (see module docstring).
+        min_samples, max_samples: per-prompt bounds (scalars or shape (m,)); max None = no cap.
+            The minimum applies to every prompt that survives the filters.
+        max_accept_rate: prompts with p_i above it (already solved) get 0 samples; 1.0 = off.
+        min_expected_accepted: prompts whose expected accepted count p_i n_i under the
+            continuous allocation is below it get 0 samples (one pass, as in the reference);
+            0 = off. Weights are renormalised after each filter.
+
+    Filters apply to "rounding" and "exact"; "uniform" ignores the statistics entirely.
+    If every surviving weight is zero, the allocation falls back to uniform with a warning.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    g, p = _check_stats(grad_norms, accept_rates)
+    _check_budget(budget, whole=True)
+    budget = int(budget)
+    m = g.size
+    lo, hi = _check_bounds(min_samples, max_samples, m)
+    if m == 0:
+        _check_capacity(budget, lo, hi)
+        return np.zeros(0, dtype=np.int64)
+    if not 0.0 <= max_accept_rate <= 1.0:
+        raise ValueError(f"max_accept_rate must lie in [0, 1]; got {max_accept_rate}")
+    if not min_expected_accepted >= 0.0:
+        raise ValueError(f"min_expected_accepted must be >= 0; got {min_expected_accepted}")
+
+    if method == "uniform":
+        _check_capacity(budget, lo, hi)
+        return _round_largest_remainder(_water_fill(np.ones(m), lo, hi, budget), lo, hi, budget)
+
+    w = allocation_weights(g, p, alpha, beta)
+    kept = p <= max_accept_rate
+    if min_expected_accepted > 0:
+        trial = _water_fill(*_only(kept, w, lo, hi), budget)
+        kept &= p * trial >= min_expected_accepted
+    w, lo, hi = _only(kept, w, lo, hi)
+    if not kept.any():
+        warnings.warn("every prompt was filtered out; falling back to uniform", stacklevel=2)
+        lo, hi = _check_bounds(min_samples, max_samples, m)
+        w = np.ones(m)
+    elif not (w > 0).any():
+        warnings.warn("all allocation weights are zero; falling back to uniform", stacklevel=2)
+        w = kept.astype(np.float64)
+    _check_capacity(budget, lo, hi)
+
+    if method == "rounding":
+        return _round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget)
+    return _exact_integer(w**2, lo, hi, budget)  # w_i^2 = G_i^2 / q_i
+
+
+def allocation_summary(
+    n: ArrayLike,
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+) -> dict[str, float]:
+    """Total, spread, Gini, zero-sample prompts, and V(n) against uniform (plain, regularised).
+
+    ``dropped_prompts`` counts prompts with G_i > 0 and p_i > 0 given no samples: their gradient
+    term is lost, which makes V infinite.
+    """
+    sizes = np.asarray(n, dtype=np.int64)
+    g, p = _check_stats(grad_norms, accept_rates)
+    uniform = allocate(g, p, int(sizes.sum()), "uniform")
+    v = gradient_variance(sizes, g, p)
+    v_uniform = gradient_variance(uniform, g, p)
+    return {
+        "total": int(sizes.sum()),
+        "min": int(sizes.min()) if sizes.size else 0,
+        "median": float(np.median(sizes)) if sizes.size else 0.0,
+        "max": int(sizes.max()) if sizes.size else 0,
+        "zero_prompts": int((sizes == 0).sum()),
+        "dropped_prompts": int(((sizes == 0) & (g > 0) & (p > 0)).sum()),
+        "gini": gini(sizes),
+        "variance": v,
+        "variance_uniform": v_uniform,
+        "variance_ratio": _ratio(v, v_uniform),
+        "regularised_variance": gradient_variance(sizes, g, p, alpha, beta),
+        "regularised_variance_uniform": gradient_variance(uniform, g, p, alpha, beta),
+    }
+
+
+def gini(sizes: ArrayLike) -> float:
+    """Gini coefficient of the sample sizes: 0 = uniform, -> 1 = everything on one prompt."""
+    x = np.sort(np.asarray(sizes, dtype=np.float64))
+    total = x.sum()
+    if x.size == 0 or total == 0:
+        return 0.0
+    ranks = np.arange(1, x.size + 1)
+    return float(np.sum((2 * ranks - x.size - 1) * x) / (x.size * total))
+
+
+def _only(kept: NDArray[np.bool_], *arrays: FloatArray) -> tuple[FloatArray, ...]:
+    """Zero every entry of the prompts that were filtered out."""
+    return tuple(np.where(kept, a, 0.0) for a in arrays)
+
+
+def _ratio(a: float, b: float) -> float:
+    if np.isinf(a) and np.isinf(b):
+        return float("nan")
+    return a / b if b > 0 else float("nan")
+
+
+def _water_fill(w: FloatArray, lo: FloatArray, hi: FloatArray, budget: float) -> FloatArray:
+    """Real x_i = clip(lam w_i, lo_i, hi_i) with sum x = budget: the bounded continuous optimum.
+
+    Prompts with w_i = 0 stay at lo_i unless every weighted prompt reaches its cap; the leftover
+    is then spread evenly over the zero-weight prompts that still have room.
+    """
+    x = lo.astype(np.float64)
+    positive = w > 0
+    if not positive.any():
+        return _spread_leftover(x, hi, budget)
+    wp, lop, hip = w[positive], lo[positive], hi[positive]
+    rest = budget - x[~positive].sum()
+    if hip.sum() <= rest:
+        x[positive] = hip
+        return _spread_leftover(x, hi, budget)
+    if not lop.any() and np.isinf(hip).all():
+        x[positive] = rest * wp / wp.sum()
+        return x
+    x[positive] = np.clip(_fill_level(wp, lop, hip, rest) * wp, lop, hip)
+    return x
+
+
+def _fill_level(w: FloatArray, lo: FloatArray, hi: FloatArray, total: float) -> float:
+    """lam with sum_i clip(lam w_i, lo_i, hi_i) = total (w > 0, sum lo <= total < sum hi).
+
+    Bisection finds which prompts sit at a bound; lam is then solved exactly on the free ones.
+    """
+    finite_hi = np.isfinite(hi)
+    lam_lo = 0.0
+    lam_hi = total / w.min()
+    if finite_hi.any():
+        lam_hi = max(lam_hi, float(np.max(hi[finite_hi] / w[finite_hi])))
+    while lam_hi - lam_lo > 1e-13 * lam_hi:
+        mid = 0.5 * (lam_lo + lam_hi)
+        if np.clip(mid * w, lo, hi).sum() < total:
+            lam_lo = mid
+        else:
+            lam_hi = mid
+    at_lo, at_hi = lam_hi * w <= lo, lam_hi * w >= hi
+    free = ~(at_lo | at_hi)
+    if not free.any():
+        return lam_hi
+    return float((total - lo[at_lo].sum() - hi[at_hi].sum()) / w[free].sum())
+
+
+def _spread_leftover(x: FloatArray, hi: FloatArray, budget: float) -> FloatArray:
+    """Spread budget - sum(x) evenly over the entries below their cap hi."""
+    if budget <= x.sum():
+        return x
+    return _water_fill((hi > x).astype(np.float64), x, hi, budget)
+
+
+def _round_largest_remainder(
+    x: FloatArray, lo: FloatArray, hi: FloatArray, budget: int
+) -> IntArray:
+    """Round half to even, then repair the total one sample at a time from the largest residuals
+    (the reference implementation's rule), never crossing a bound; ties go to the lower index."""
+    n = np.clip(np.round(x), lo, hi).astype(np.int64)
+    residual = x - n
+    error = int(budget) - int(n.sum())
+    while error != 0:
+        step = 1 if error > 0 else -1
+        candidates = np.flatnonzero((n < hi) if step > 0 else (n > lo))
+        order = candidates[np.argsort(-step * residual[candidates], kind="stable")]
+        chosen = order[: abs(error)]
+        if chosen.size == 0:
+            raise RuntimeError("rounding cannot meet the budget within the bounds")
+        n[chosen] += step
+        residual[chosen] -= step
+        error -= step * chosen.size
+    return n
+
+
+def _exact_integer(cost: FloatArray, lo: FloatArray, hi: FloatArray, budget: int) -> IntArray:
+    """Integer minimiser of sum_i cost_i / n_i under lo <= n <= hi and sum n = budget.
+
+    Greedy by marginal gain is optimal for this separable convex objective. The n-th sample of
+    prompt i (n >= 2) gains cost_i/(n(n-1)); the first sample of a prompt with cost_i > 0 removes
+    an infinite term, so first samples come before all others (costliest first). A threshold
+    search replaces the greedy loop: every step with gain >= tau is taken, tau is bisected until
+    at most one step per prompt lies between the brackets, and those steps go in order of gain.
+    """
+    n = lo.astype(np.int64)
+    positive = cost > 0
+    first = positive & (n == 0) & (hi >= 1)
+    need = int(budget) - int(n.sum())
+    if first.sum() >= need:
+        order = np.flatnonzero(first)[np.argsort(-cost[first], kind="stable")]
+        n[order[:need]] += 1
+        return n
+    n[first] += 1
+    cap = np.minimum(hi, budget)
+    if cap[positive].sum() + n[~positive].sum() <= budget:
+        n[positive] = cap[positive]
+        full = n.astype(np.float64)
+        return _round_largest_remainder(_spread_leftover(full, hi, budget), full, hi, budget)
+
+    floor = n.copy()
+
+    def count(tau: float) -> IntArray:
+        """Samples per prompt when every step with gain >= tau is taken."""
+        with np.errstate(divide="ignore", over="ignore"):
+            ratio = cost / tau
+        k = np.floor((1.0 + np.sqrt(1.0 + 4.0 * ratio)) / 2.0)
+        k = np.where(k * (k - 1) > ratio, k - 1, k)  # guard against sqrt rounding
+        k = np.where((k + 1) * k <= ratio, k + 1, k)
+        k = np.where(positive, k, floor)
+        return np.clip(k, floor, cap).astype(np.int64)
+
+    tau_hi = float(cost.max())
+    tau_lo = float(cost[positive].min()) / (4.0 * (budget + 1.0) ** 2)
+    while count(tau_lo).sum() < budget:
+        tau_lo /= 4.0
+    n_hi, n_lo = count(tau_hi), count(tau_lo)
+    while (n_lo - n_hi).max() > 1 and tau_hi > tau_lo * (1 + 1e-15):
+        mid = float(np.sqrt(tau_lo * tau_hi)) if tau_lo > 0 else 0.5 * tau_hi
+        n_mid = count(mid)
+        if n_mid.sum() >= budget:
+            tau_lo, n_lo = mid, n_mid
+        else:
+            tau_hi, n_hi = mid, n_mid
+    remaining = budget - int(n_hi.sum())
+    while remaining > 0:
+        candidates = np.flatnonzero(n_lo > n_hi)
+        gain = cost[candidates] / (n_hi[candidates] * (n_hi[candidates] + 1.0))
+        chosen = candidates[np.argsort(-gain, kind="stable")][:remaining]
+        n_hi[chosen] += 1
+        remaining -= chosen.size
+    return n_hi
+
+
+def _check_stats(grad_norms: ArrayLike, accept_rates: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    g = _as_vector(grad_norms, "grad_norms")
+    p = _as_vector(accept_rates, "accept_rates")
+    if g.size != p.size:
+        raise ValueError(
+            f"grad_norms has {g.size} entries but accept_rates has {p.size}: one per prompt each"
+        )
+    if (p > 1).any():
+        raise ValueError(
+            f"accept_rates must lie in [0, 1]; prompt {int(np.argmax(p > 1))} has {p[p > 1][0]}"
+        )
+    return g, p
+
+
+def _as_vector(values: ArrayLike, name: str) -> FloatArray:
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a list of numbers: {err}") from None
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional (one value per prompt); got {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{name} must be finite; prompt {int(np.argmax(bad))} has {x[bad][0]}")
+    if (x < 0).any():
+        i = int(np.argmax(x < 0))
+        raise ValueError(f"{name} must be non-negative; prompt {i} has {x[i]}")
+    return x
+
+
+def _check_regulariser(alpha: float, beta: float) -> None:
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0; got {alpha}")
+    if not np.isfinite(beta):
+        raise ValueError(f"beta must be finite; got {beta}")
+
+
+def _check_budget(budget: float, whole: bool = False) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer, float, np.floating)):
+        raise ValueError(f"budget must be a number of samples; got {budget!r}")
+    if not np.isfinite(budget) or budget < 0:
+        raise ValueError(f"budget must be a non-negative number of samples; got {budget}")
+    if whole and float(budget) != int(budget):
+        raise ValueError(f"budget must be a whole number of samples; got {budget}")
+
+
+def _check_bounds(
+    min_samples: ArrayLike, max_samples: ArrayLike | None, m: int
+) -> tuple[FloatArray, FloatArray]:
+    lo = _bound_vector(min_samples, "min_samples", m)
+    hi = np.full(m, np.inf) if max_samples is None else _bound_vector(max_samples, "max_samples", m)
+    if (lo > hi).any():
+        i = int(np.argmax(lo > hi))
+        raise ValueError(f"min_samples ({lo[i]:g}) exceeds max_samples ({hi[i]:g}) for prompt {i}")
+    return lo, hi
+
+
+def _bound_vector(values: ArrayLike, name: str, m: int) -> FloatArray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim == 0:
+        x = np.full(m, float(x))
+    if x.shape != (m,):
+        raise ValueError(f"{name} must be a number or one value per prompt ({m}); got {x.shape}")
+    if np.isnan(x).any() or (x < 0).any() or (np.isfinite(x) & (x != np.round(x))).any():
+        raise ValueError(f"{name} must be non-negative whole numbers of samples")
+    return x
+
+
+def _check_capacity(budget: int, lo: FloatArray, hi: FloatArray) -> None:
+    if lo.sum() > budget:
+        raise ValueError(
+            f"budget {budget} is below the sum of min_samples ({lo.sum():g}): raise the budget or "
+            "lower min_samples"
+        )
+    if hi.sum() < budget:
+        raise ValueError(
+            f"budget {budget} exceeds the sum of max_samples over the prompts that can take "
+            f"samples ({hi.sum():g}): lower the budget or raise max_samples"
+        )

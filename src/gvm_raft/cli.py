@@ -1,0 +1,143 @@
+"""The ``gvm-raft`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+
+from gvm_raft import allocation
+from gvm_raft.fileio import atomic_write_text
+from gvm_raft.stats import read_prompt_stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, OSError) as err:
+        print(f"gvm-raft {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gvm-raft",
+        description="RAFT / RAFT++ / GRPO with gradient-variance-minimising sample allocation.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_allocate(commands)
+    return parser
+
+
+def _add_allocate(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "allocate",
+        help="split a sample budget across prompts from their statistics",
+        description="Read per-prompt statistics (JSON lines: index, grad_norm, and accept_rate "
+        "or accepted + sampled) and write the per-prompt sample sizes as a JSON list.",
+    )
+    cmd.add_argument("stats", help="statistics file (JSON lines)")
+    cmd.add_argument("--budget", type=int, required=True, help="total samples N to allocate")
+    cmd.add_argument(
+        "--method",
+        choices=allocation.METHODS,
+        default="rounding",
+        help="rounding (reference), exact (integer optimum) or uniform (baseline)",
+    )
+    cmd.add_argument(
+        "--alpha",
+        type=float,
+        default=allocation.DEFAULT_ALPHA,
+        help="regulariser weight in q = p + alpha / p^(beta-1)",
+    )
+    cmd.add_argument(
+        "--beta",
+        type=float,
+        default=allocation.DEFAULT_BETA,
+        help="regulariser exponent in q = p + alpha / p^(beta-1)",
+    )
+    cmd.add_argument(
+        "--min",
+        dest="min_samples",
+        type=int,
+        default=0,
+        help="minimum samples per (unfiltered) prompt",
+    )
+    cmd.add_argument(
+        "--max",
+        dest="max_samples",
+        type=int,
+        default=None,
+        help="maximum samples per prompt (default: no cap)",
+    )
+    cmd.add_argument(
+        "--max-accept-rate",
+        type=float,
+        default=1.0,
+        help="prompts with a higher acceptance rate get 0 (1.0 = off)",
+    )
+    cmd.add_argument(
+        "--min-expected-accepted",
+        type=float,
+        default=0.0,
+        help="prompts expected to yield fewer accepted samples get 0 (0 = off)",
+    )
+    cmd.add_argument("--out", help="write the sample sizes here (default: standard output)")
+    cmd.set_defaults(handler=_run_allocate)
+
+
+def _run_allocate(args: argparse.Namespace) -> int:
+    stats = read_prompt_stats(args.stats)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sizes = allocation.allocate(
+            stats.grad_norms,
+            stats.accept_rates,
+            args.budget,
+            args.method,
+            alpha=args.alpha,
+            beta=args.beta,
+            min_samples=args.min_samples,
+            max_samples=args.max_samples,
+            max_accept_rate=args.max_accept_rate,
+            min_expected_accepted=args.min_expected_accepted,
+        )
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    text = json.dumps(sizes.tolist())
+    summary = allocation.allocation_summary(
+        sizes, stats.grad_norms, stats.accept_rates, args.alpha, args.beta
+    )
+    report = sys.stdout
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    else:
+        print(text)
+        report = sys.stderr
+    print(_format_allocation_summary(summary, len(sizes), args), file=report)
+    return 0
+
+
+def _format_allocation_summary(summary: dict[str, float], prompts: int, args) -> str:
+    lines = [
+        f"method {args.method}: {summary['total']} samples over {prompts} prompts"
+        + (f" -> {args.out}" if args.out else ""),
+        f"  per prompt: min {summary['min']}, median {summary['median']:g}, "
+        f"max {summary['max']}; {summary['zero_prompts']} prompts get 0 "
+        f"({summary['dropped_prompts']} of them with G > 0 and p > 0); "
+        f"Gini {summary['gini']:.3f}",
+        f"  gradient variance sum G^2/(n p): {summary['variance']:.6g} "
+        f"(uniform {summary['variance_uniform']:.6g}, ratio {summary['variance_ratio']:.4f})",
+        f"  regularised (alpha={args.alpha:g}, beta={args.beta:g}): "
+        f"{summary['regularised_variance']:.6g} "
+        f"(uniform {summary['regularised_variance_uniform']:.6g})",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
