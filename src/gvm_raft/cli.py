@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_allocate(commands)
+    _add_prepare_demo(commands)
     return parser
 
 
@@ -137,6 +138,28 @@ def _format_allocation_summary(summary: dict[str, float], prompts: int, args) ->
         f"(uniform {summary['regularised_variance_uniform']:.6g})",
     ]
     return "\n".join(lines)
+
+
+def _add_prepare_demo(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "prepare-demo",
+        help="build the embedded world: arithmetic data, tokenizer, warm-started tiny model",
+        description="Build (or reuse, when already built with the same settings) the embedded "
+        "demo world: synthetic arithmetic CoT data, a character tokenizer and a tiny Llama "
+        "warm-started by supervised fine-tuning. Runs on a CPU in a few minutes.",
+    )
+    cmd.add_argument("--out", default="runs/demo-world", help="directory of the world")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of data, weights and training")
+    cmd.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    cmd.set_defaults(handler=_run_prepare_demo)
+
+
+def _run_prepare_demo(args: argparse.Namespace) -> int:
+    from gvm_raft.tasks.demo_world import DemoWorldConfig, format_world_report, prepare_demo_world
+
+    report = prepare_demo_world(args.out, DemoWorldConfig(seed=args.seed), force=args.force)
+    print(format_world_report(report, args.out))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,22 @@
+"""Verifier of the embedded arithmetic task: the last ``\\boxed{}`` holds the exact integer."""
+
+from __future__ import annotations
+
+import re
+
+from gvm_raft.rewards.boxed import last_boxed
+
+_INTEGER = re.compile(r"[+-]?\d{1,100}")
+
+
+def arithmetic_reward(
+    completion: str, answer: str, correct: float = 1.0, wrong: float = 0.0
+) -> float:
+    """``correct`` when the last boxed content is the integer ``answer``, else ``wrong``."""
+    boxed = last_boxed(completion, max_chars=120)
+    if boxed is None:
+        return wrong
+    boxed = boxed.strip()
+    if not _INTEGER.fullmatch(boxed):
+        return wrong
+    return correct if int(boxed) == int(answer) else wrong
