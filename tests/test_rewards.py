@@ -1,0 +1,58 @@
+"""Answer extraction and the arithmetic verifier, including hostile model outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from gvm_raft.rewards.arithmetic import arithmetic_reward
+from gvm_raft.rewards.boxed import last_boxed
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("so \\boxed{42}", "42"),
+        ("\\boxed{1} then \\boxed{2}", "2"),
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("\\fbox{7}", "7"),
+        ("\\boxed {3}", "3"),
+        ("no box here", None),
+        ("\\boxed{unclosed", None),
+        ("\\boxed", None),
+        ("\\boxedx{3}", None),
+    ],
+)
+def test_last_boxed(text, expected):
+    assert last_boxed(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer", "reward"),
+    [
+        ("12+7=19\n\\boxed{19}", "19", 1.0),
+        ("\\boxed{-38}", "-38", 1.0),
+        ("\\boxed{ 019 }", "19", 1.0),
+        ("\\boxed{+5}", "5", 1.0),
+        ("\\boxed{18}", "19", 0.0),
+        ("19", "19", 0.0),
+        ("\\boxed{19.0}", "19", 0.0),
+        ("\\boxed{1e3}", "1000", 0.0),
+        ("\\boxed{19} \\boxed{20}", "19", 0.0),
+    ],
+)
+def test_arithmetic_reward(completion, answer, reward):
+    assert arithmetic_reward(completion, answer) == reward
+
+
+@pytest.mark.parametrize(
+    ("text", "reward"),
+    [
+        ("\\boxed{" + "9" * 1_000_000 + "}", 0.0),
+        ("\\boxed{" + "{" * 200_000, 0.0),
+        ("x" * 5_000_000 + "\\boxed{1", 0.0),
+        ("\\boxed{9**9**9**9}", 0.0),
+        ("\ud800 invalid surrogate \\boxed{1}", 1.0),
+    ],
+)
+def test_hostile_outputs_give_a_reward_without_crashing(text, reward):
+    assert arithmetic_reward(text, "1") == reward
