@@ -17,10 +17,11 @@ class TinyModelConfig:
     num_heads: int = 4
     intermediate_size: int = 256
     max_positions: int = 256
+    tie_word_embeddings: bool = True
 
 
 def build_tiny_model(vocab_size: int, config: TinyModelConfig, seed: int, **special_ids: int):
-    """A randomly initialised ``LlamaForCausalLM`` with tied embeddings, seeded."""
+    """A randomly initialised ``LlamaForCausalLM``, seeded; special_ids: pad/bos/eos token ids."""
     llama = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=config.hidden_size,
@@ -29,7 +30,7 @@ def build_tiny_model(vocab_size: int, config: TinyModelConfig, seed: int, **spec
         num_attention_heads=config.num_heads,
         num_key_value_heads=config.num_heads,
         max_position_embeddings=config.max_positions,
-        tie_word_embeddings=True,
+        tie_word_embeddings=config.tie_word_embeddings,
         **special_ids,
     )
     with torch.random.fork_rng(devices=[]):
