@@ -1,8 +1,14 @@
-"""Per-prompt statistics files: the input of ``gvm-raft allocate``.
+"""Per-prompt statistics: acceptance-rate and gradient-norm estimates, and their files.
 
-One JSON object per line with ``index`` (the prompt's position, 0..m-1, any order),
-``grad_norm`` (G_i) and either ``accept_rate`` (p_i) or ``accepted`` and ``sampled`` counts
-(p_i = accepted / sampled).
+Estimates: p_i = accepted / sampled, or with a Beta(a, b) prior the posterior mean
+(accepted + a) / (sampled + a + b), so that 0 of k does not write a prompt off for good;
+G_i = mean over the prompt's accepted samples of the per-sample gradient norm (0 without any).
+Across iterations, a prompt seen again blends its new estimate into the old one with an
+exponential moving average.
+
+Files (the input of ``gvm-raft allocate``): one JSON object per line with ``index`` (the
+prompt's position, 0..m-1, any order), ``grad_norm`` (G_i) and either ``accept_rate`` (p_i) or
+``accepted`` and ``sampled`` counts (p_i = accepted / sampled).
 """
 
 from __future__ import annotations
@@ -28,6 +34,74 @@ class PromptStats:
 
     grad_norms: np.ndarray  # (m,) G_i
     accept_rates: np.ndarray  # (m,) p_i in [0, 1]
+
+
+def accept_rate_estimate(
+    accepted: np.ndarray, sampled: np.ndarray, prior: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
+    """(accepted + a) / (sampled + a + b): the plain ratio for a = b = 0 (0 if nothing sampled)."""
+    a, b = prior
+    if a < 0 or b < 0:
+        raise ValueError(f"the Beta prior needs a, b >= 0; got {prior}")
+    accepted = np.asarray(accepted, dtype=np.float64)
+    total = np.asarray(sampled, dtype=np.float64) + a + b
+    return np.divide(accepted + a, total, out=np.zeros_like(accepted), where=total > 0)
+
+
+def mean_accepted_grad_norm(norms: list[list[float]]) -> np.ndarray:
+    """G_i: mean of each prompt's accepted-sample gradient norms, 0 for a prompt with none."""
+    return np.array([float(np.mean(n)) if len(n) else 0.0 for n in norms], dtype=np.float64)
+
+
+class RunningPromptStats:
+    """Estimates per prompt id (a dataset index), blended across iterations.
+
+    decay: weight of the previous estimate when a prompt is seen again (0 = latest only).
+    prior: Beta(a, b) prior of the acceptance rate.
+    """
+
+    def __init__(self, decay: float = 0.0, prior: tuple[float, float] = (0.0, 0.0)) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must lie in [0, 1); got {decay}")
+        accept_rate_estimate(np.zeros(1), np.ones(1), prior)
+        self.decay = decay
+        self.prior = prior
+        self.accept_rate: dict[int, float] = {}
+        self.grad_norm: dict[int, float] = {}
+
+    def update(
+        self,
+        prompt_ids: list[int],
+        accepted: np.ndarray,
+        sampled: np.ndarray,
+        grad_norms: np.ndarray,
+    ) -> PromptStats:
+        """Blend in one observation per prompt; returns the blended estimates of these prompts."""
+        rates = accept_rate_estimate(accepted, sampled, self.prior)
+        for pid, rate, norm in zip(prompt_ids, rates, grad_norms, strict=True):
+            if pid in self.accept_rate:
+                rate = self.decay * self.accept_rate[pid] + (1 - self.decay) * rate
+                norm = self.decay * self.grad_norm[pid] + (1 - self.decay) * norm
+            self.accept_rate[pid], self.grad_norm[pid] = float(rate), float(norm)
+        return self.estimates(prompt_ids)
+
+    def estimates(self, prompt_ids: list[int]) -> PromptStats:
+        """Current estimates; prompts never seen get p = prior mean (or 0) and G = 0."""
+        unseen = float(accept_rate_estimate(np.zeros(1), np.zeros(1), self.prior)[0])
+        return PromptStats(
+            grad_norms=np.array([self.grad_norm.get(pid, 0.0) for pid in prompt_ids]),
+            accept_rates=np.array([self.accept_rate.get(pid, unseen) for pid in prompt_ids]),
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "accept_rate": {str(k): v for k, v in self.accept_rate.items()},
+            "grad_norm": {str(k): v for k, v in self.grad_norm.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accept_rate = {int(k): float(v) for k, v in state["accept_rate"].items()}
+        self.grad_norm = {int(k): float(v) for k, v in state["grad_norm"].items()}
 
 
 def read_prompt_stats(path: str | os.PathLike[str]) -> PromptStats:

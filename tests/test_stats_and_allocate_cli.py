@@ -9,7 +9,15 @@ import pytest
 
 from gvm_raft.allocation import allocate
 from gvm_raft.cli import main
-from gvm_raft.stats import PromptStats, StatsFileError, read_prompt_stats, write_prompt_stats
+from gvm_raft.stats import (
+    PromptStats,
+    RunningPromptStats,
+    StatsFileError,
+    accept_rate_estimate,
+    mean_accepted_grad_norm,
+    read_prompt_stats,
+    write_prompt_stats,
+)
 
 
 def write_lines(path, rows) -> None:
@@ -110,3 +118,30 @@ def test_allocate_reports_bad_input_without_traceback(tmp_path, capsys):
     assert err.startswith("gvm-raft allocate: error: budget 5 is below the sum of min_samples")
     assert main(["allocate", str(tmp_path / "missing.jsonl"), "--budget", "5"]) == 2
     assert "no such statistics file" in capsys.readouterr().err
+
+
+def test_accept_rate_estimate_plain_and_posterior_mean():
+    accepted, sampled = np.array([0, 3, 8]), np.array([8, 8, 8])
+    np.testing.assert_allclose(accept_rate_estimate(accepted, sampled), [0.0, 3 / 8, 1.0])
+    # Beta(1, 1) prior: posterior Beta(1 + accepted, 1 + rejected), mean (accepted + 1)/(n + 2)
+    np.testing.assert_allclose(
+        accept_rate_estimate(accepted, sampled, (1.0, 1.0)), [1 / 10, 4 / 10, 9 / 10]
+    )
+    np.testing.assert_allclose(accept_rate_estimate([0], [0], (2.0, 6.0)), [0.25])
+    assert accept_rate_estimate([0], [0]).tolist() == [0.0]
+
+
+def test_mean_grad_norm_over_accepted_samples():
+    np.testing.assert_allclose(mean_accepted_grad_norm([[1.0, 3.0], [], [5.0]]), [2.0, 0.0, 5.0])
+
+
+def test_running_stats_blend_revisited_prompts():
+    running = RunningPromptStats(decay=0.75)
+    first = running.update([7, 9], np.array([2, 0]), np.array([8, 8]), np.array([4.0, 0.0]))
+    np.testing.assert_allclose(first.accept_rates, [0.25, 0.0])
+    second = running.update([9, 7], np.array([8, 6]), np.array([8, 8]), np.array([1.0, 8.0]))
+    np.testing.assert_allclose(second.accept_rates, [0.25 * 1.0, 0.75 * 0.25 + 0.25 * 0.75])
+    np.testing.assert_allclose(second.grad_norms, [0.25 * 1.0, 0.75 * 4.0 + 0.25 * 8.0])
+    restored = RunningPromptStats(decay=0.75)
+    restored.load_state_dict(json.loads(json.dumps(running.state_dict())))
+    np.testing.assert_allclose(restored.estimates([7, 9, 3]).accept_rates, [0.375, 0.25, 0.0])

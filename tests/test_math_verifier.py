@@ -1,0 +1,85 @@
+"""The math verifier and its time-limited worker pool."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gvm_raft.rewards.math import MathVerifier
+from gvm_raft.rewards.pool import TimeLimitedPool
+
+
+def sleep_then_echo(seconds: float, value: float) -> float:
+    time.sleep(seconds)
+    return value
+
+
+def crash(code: int) -> float:
+    import os
+
+    os._exit(code)
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with MathVerifier(workers=2, timeout=1.5) as v:
+        yield v
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer", "reward"),
+    [
+        ("so the answer is \\boxed{0.5}", "\\frac{1}{2}", 1.0),
+        ("\\boxed{1/2}", "0.5", 1.0),
+        ("\\boxed{\\frac{1}{2}}", "1/2", 1.0),
+        ("\\boxed{3.0}", "3", 1.0),
+        ("\\boxed{3}", "3.0", 1.0),
+        ("first \\boxed{2} then \\boxed{3}", "3", 1.0),
+        ("\\boxed{(0,3)}", "(0, 3)", 1.0),
+        ("\\boxed{4}", "3", 0.0),
+        ("the answer is 3", "3", 0.0),
+        ("\\boxed{}", "3", 0.0),
+    ],
+)
+def test_equivalent_forms_accepted_and_wrong_ones_rejected(verifier, completion, answer, reward):
+    assert verifier(["q"], [completion], [answer]) == [reward]
+
+
+def test_batch_keeps_order(verifier):
+    rewards = verifier(["q"] * 3, ["\\boxed{2}", "no box", "\\boxed{5}"], ["2", "2", "5"])
+    assert rewards == [1.0, 0.0, 1.0]
+
+
+def test_unboxed_answers_when_a_box_is_not_required():
+    with MathVerifier(workers=1, require_boxed=False, correct=1.0, wrong=-1.0) as v:
+        assert v(["q"], ["so it is 7"], ["7"]) == [1.0]
+        assert v(["q"], ["so it is 8"], ["7"]) == [-1.0]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "\\boxed{9^{9^{9^{9^{9}}}}}",
+        "\\boxed{" + "{" * 50_000 + "1" + "}" * 50_000 + "}",
+        "\\boxed{" + "x+" * 400 + "1}",
+        "x" * 3_000_000 + "\\boxed{2}",
+        "\\boxed{\ud800\udfff}",
+        "\\boxed{10^{10^{10^{10}}}!}",
+    ],
+)
+def test_hostile_outputs_are_rejected(verifier, completion):
+    assert verifier(["q"], [completion], ["1"]) == [0.0]
+
+
+def test_hung_checks_are_killed_and_the_pool_recovers():
+    with TimeLimitedPool(sleep_then_echo, workers=2, timeout=0.5, fallback=-1.0) as pool:
+        assert pool.map([(0.0, 1.0), (60.0, 2.0), (0.0, 3.0)]) == [1.0, -1.0, 3.0]
+        assert pool.restarts == 1
+        assert pool.map([(0.0, 4.0)]) == [4.0]
+
+
+def test_crashed_workers_are_replaced():
+    with TimeLimitedPool(crash, workers=1, timeout=5.0, fallback=-1.0) as pool:
+        assert pool.map([(3,), (4,)]) == [-1.0, -1.0]
+        assert pool.restarts == 2
