@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/gvm-raft allocate examples/prompt_stats.jsonl --budget 256 --method exact --out runs/sample_sizes.json
+	$(BIN)/gvm-raft demo
 
 test: lint
 	$(BIN)/python -m pytest

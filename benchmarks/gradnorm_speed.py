@@ -13,9 +13,8 @@ import time
 import torch
 
 from gvm_raft.gradnorm import PARAMETER_GROUPS, group_parameters, per_sample_grad_norms
-from gvm_raft.logprobs import token_log_probs
+from gvm_raft.logprobs import collate, token_log_probs
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
-from gvm_raft.tasks.warm_start import collate
 
 SIZES = {
     "1M (d=128, 4 layers)": TinyModelConfig(hidden_size=128, num_layers=4, intermediate_size=512),

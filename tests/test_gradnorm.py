@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from gvm_raft.gradnorm import group_parameters, per_sample_grad_norms
-from gvm_raft.logprobs import token_log_probs
+from gvm_raft.logprobs import collate, token_log_probs
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
-from gvm_raft.tasks.warm_start import collate
 
 
 def make_model(tied: bool):

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_allocate(commands)
     _add_prepare_demo(commands)
+    _add_train(commands)
+    _add_demo(commands)
     return parser
 
 
@@ -159,6 +161,47 @@ def _run_prepare_demo(args: argparse.Namespace) -> int:
 
     report = prepare_demo_world(args.out, DemoWorldConfig(seed=args.seed), force=args.force)
     print(format_world_report(report, args.out))
+    return 0
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "train",
+        help="train with RAFT / RAFT++ / GRPO and uniform or GVM allocation",
+        description="Train from a YAML config; key=value arguments override its keys "
+        "(e.g. allocation=uniform learning_rate=1e-6).",
+    )
+    cmd.add_argument("config", help="YAML config file")
+    cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    cmd.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from gvm_raft.config import load_config
+    from gvm_raft.trainer import train
+
+    run_dir = train(load_config(args.config, args.overrides))
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "demo",
+        help="the embedded CPU demo: prepare the tiny world, train GVM-RAFT++, report",
+        description="Prepare the embedded world if missing, train GVM-RAFT++ on it for a few "
+        "iterations (configs/demo.yaml settings), evaluate, and write a report.",
+    )
+    cmd.add_argument("--world", default="runs/demo-world", help="directory of the demo world")
+    cmd.add_argument("--out", default="runs/demo", help="run directory")
+    cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    cmd.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from gvm_raft.demo import run_demo
+
+    run_demo(args.world, args.out, args.overrides)
     return 0
 
 

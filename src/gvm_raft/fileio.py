@@ -13,6 +13,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -27,3 +28,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_jsonl(path: str | os.PathLike[str], rows: list[dict]) -> None:
     """Write one JSON object per line, atomically."""
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def staging_dir(target: Path) -> Path:
+    """An empty sibling directory of ``target`` to build it in before renaming it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -32,3 +34,23 @@ def log_probs_of(
     """log softmax(logits / temperature)[tokens], in float32 without materialising the softmax."""
     scaled = logits.float() / temperature
     return scaled.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - scaled.logsumexp(-1)
+
+
+def collate(rows: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded batch of (prompt + completion ids, prompt length) rows: input_ids and
+    attention_mask (B, T), and completion_mask (B, T - 1) whose entry t marks that token t + 1
+    belongs to the completion, aligned with token_log_probs."""
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    completion_mask = torch.zeros((len(rows), width - 1))
+    for row, (ids, prompt_len) in enumerate(rows):
+        offset = width - len(ids)
+        input_ids[row, offset:] = torch.tensor(ids)
+        attention_mask[row, offset:] = 1
+        completion_mask[row, offset + prompt_len - 1 :] = 1.0
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "completion_mask": completion_mask,
+    }

@@ -60,7 +60,7 @@ class HFRollout:
                 total=len(requests),
                 desc="rollout",
                 unit="sample",
-                disable=not self.progress,
+                disable=None if self.progress else True,
                 leave=False,
             ) as bar,
         ):

@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.fileio import atomic_write_text, write_jsonl
+from gvm_raft.fileio import atomic_write_text, staging_dir, write_jsonl
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
@@ -64,8 +63,7 @@ def prepare_demo_world(
     if not force and _built_from(out) == _as_json(config):
         report = json.loads((out / "report.json").read_text())
         return report | {"cached": True}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    staging = staging_dir(out)
     try:
         report = _build(staging, config, progress)
         if out.exists():

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from gvm_raft.logprobs import token_log_probs
+from gvm_raft.logprobs import collate, token_log_probs
 
 
 def encode_demonstrations(
@@ -23,25 +23,6 @@ def encode_demonstrations(
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
         rows.append((prompt_ids + completion_ids + [tokenizer.eos_token_id], len(prompt_ids)))
     return rows
-
-
-def collate(rows: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-padded input_ids, attention_mask and completion_mask (B, T); completion_mask[:, t]
-    marks that token t + 1 belongs to the completion, aligned with token_log_probs."""
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    completion_mask = torch.zeros((len(rows), width - 1))
-    for row, (ids, prompt_len) in enumerate(rows):
-        offset = width - len(ids)
-        input_ids[row, offset:] = torch.tensor(ids)
-        attention_mask[row, offset:] = 1
-        completion_mask[row, offset + prompt_len - 1 :] = 1.0
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "completion_mask": completion_mask,
-    }
 
 
 def supervised_fine_tune(
@@ -72,7 +53,7 @@ def supervised_fine_tune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="warm start", disable=not progress, leave=False):
+    for _ in tqdm(range(steps), desc="warm start", disable=None if progress else True, leave=False):
         if len(order) < batch_size:
             fresh = list(range(len(rows)))
             rng.shuffle(fresh)

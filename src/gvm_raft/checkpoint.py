@@ -1,0 +1,71 @@
+"""Atomic checkpoints: a run directory is enough to resume.
+
+Layout: ``checkpoints/iteration-000003/`` holding ``model/`` (save_pretrained: safetensors
+plus the tokenizer), ``optimizer.pt``, ``scheduler.pt`` and ``trainer_state.json``;
+``checkpoints/latest`` names the newest. A checkpoint is written to a temporary directory and
+renamed into place, and ``latest`` is replaced atomically afterwards, so a kill at any moment
+leaves a usable checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gvm_raft.fileio import atomic_write_text, staging_dir
+
+STATE_FILE = "trainer_state.json"
+
+
+def save_checkpoint(
+    run_dir: Path,
+    iteration: int,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict,
+    keep: int = 1,
+) -> Path:
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"iteration-{iteration:06d}"
+    staging = staging_dir(final)
+    try:
+        model.save_pretrained(staging / "model", safe_serialization=True)
+        tokenizer.save_pretrained(staging / "model")
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    atomic_write_text(root / "latest", final.name + "\n")
+    for old in sorted(p for p in root.glob("iteration-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    return path if (path / STATE_FILE).exists() else None
+
+
+def load_state(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def load_optimizer_and_scheduler(checkpoint: Path, optimizer: Any, scheduler: Any) -> None:
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))

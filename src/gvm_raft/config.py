@@ -1,0 +1,288 @@
+"""Run configuration: one typed dataclass, loaded from YAML plus ``key=value`` overrides.
+
+Field names follow TRL / verl where the concept is the same (num_generations, loss_type,
+epsilon, epsilon_high, beta, temperature, max_completion_length). An unknown key is an error
+that names it and suggests the closest valid one; the resolved config is saved in the run dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gvm_raft.allocation import METHODS as ALLOCATION_METHODS
+from gvm_raft.gradnorm import PARAMETER_GROUPS
+from gvm_raft.losses import LOSS_TYPES
+
+
+def doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field with its documentation in the metadata."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    # Run
+    output_dir: str = doc(
+        "run directory: config, metrics, checkpoints, plots", default="runs/train"
+    )
+    seed: int = doc("seed of data order, sampling and initialisation", default=0)
+    iterations: int = doc("EM iterations (stage 1, allocate, stage 2, update)", default=10)
+    resume: bool = doc("continue from the run directory's latest checkpoint", default=False)
+    keep_checkpoints: int = doc("checkpoints kept (the newest)", default=1)
+    log_with: str | None = doc(
+        "accelerate tracker: tensorboard, wandb, ... (None = off)", default=None
+    )
+
+    # Model and data
+    model_name_or_path: str = doc("Hugging Face causal LM directory (or hub name)", default="")
+    train_file: str = doc("training prompts: JSON lines / parquet / dataset directory", default="")
+    test_file: str = doc("held-out prompts for evaluation (empty = no evaluation)", default="")
+    prompt_column: str = doc("column holding the problem text", default="problem")
+    answer_column: str = doc("column holding the reference answer", default="answer")
+    prompt_template: str = doc(
+        "'auto' (chat template if the tokenizer has one, else plain), 'chat', 'plain', "
+        "or a format string with {problem}",
+        default="auto",
+    )
+    system_prompt: str = doc(
+        "system / instruction text for chat templates",
+        default="Please reason step by step, and put your final answer within \\boxed{}.",
+    )
+    reward: str = doc("'arithmetic', 'math', or 'module:function' (TRL-style)", default="math")
+    accept_threshold: float = doc("a sample is accepted when its reward >= this", default=1.0)
+
+    # Sampling
+    prompts_per_iteration: int = doc("prompts drawn per iteration (m)", default=64)
+    num_generations: int = doc("samples per prompt on average: budget N = this * m", default=8)
+    stage1_samples: int = doc("stage-1 samples per prompt (k) to estimate p_i and G_i", default=4)
+    reuse_stage1: bool = doc(
+        "stage-1 samples join the batch and count towards n_i (stage 2 draws n_i - k)",
+        default=True,
+    )
+    temperature: float = doc(
+        "sampling temperature (also used in the training log-probs)", default=1.0
+    )
+    top_p: float = doc("nucleus sampling threshold", default=1.0)
+    max_completion_length: int = doc("maximum new tokens per sample", default=256)
+    rollout_batch_size: int = doc("sequences per generate call", default=128)
+
+    # Allocation
+    allocation: Literal["gvm", "uniform"] = doc("'gvm' or 'uniform' (the baseline)", default="gvm")
+    allocation_method: str = doc("integer rule: 'rounding' (reference) or 'exact'", default="exact")
+    gvm_alpha: float = doc("alpha of q = p + alpha / p^(beta - 1)", default=1e-3)
+    gvm_beta: float = doc("beta of q = p + alpha / p^(beta - 1)", default=2.0)
+    min_generations: int = doc("minimum samples per prompt (raised to k when reusing)", default=0)
+    max_generations: int | None = doc("maximum samples per prompt (None = no cap)", default=None)
+    max_accept_rate: float = doc(
+        "prompts with a higher acceptance rate get none (1 = off)", default=1.0
+    )
+    min_expected_accepted: float = doc(
+        "prompts expected to yield fewer get none (0 = off)", default=0.0
+    )
+    grad_norm_group: str = doc("parameters of G_i: embedding, lm_head or all", default="embedding")
+    accept_rate_prior: tuple[float, float] = doc(
+        "Beta(a, b) prior of p_i; (0, 0) = plain ratio", default=(0.0, 0.0)
+    )
+    stats_decay: float = doc("EMA weight of a revisited prompt's old estimate", default=0.0)
+
+    # Algorithm
+    algorithm: Literal["raft", "raft++", "grpo"] = doc("M-step loss", default="raft++")
+    loss_type: str = doc("token_mean or sequence_mean", default="token_mean")
+    epsilon: float = doc("lower clip range of the importance ratio", default=0.2)
+    epsilon_high: float = doc("upper clip range of the importance ratio", default=0.2)
+    dual_clip: float | None = doc("dual-clip constant c for negative advantages", default=3.0)
+    beta: float = doc("KL coefficient to the reference policy (k3 estimator)", default=1e-3)
+    singleton_advantage: Literal["reward", "zero"] = doc(
+        "GRPO group of one: advantage = reward (reference) or 0", default="reward"
+    )
+
+    # Optimisation
+    learning_rate: float = doc("AdamW learning rate", default=1e-6)
+    weight_decay: float = doc("AdamW weight decay", default=0.01)
+    warmup_steps: int = doc("linear warm-up steps, then constant", default=0)
+    max_grad_norm: float = doc("gradient clipping norm", default=1.0)
+    mini_batch_size: int = doc("samples per optimizer step (same for every arm)", default=64)
+    micro_batch_size: int = doc("samples per forward/backward (gradient accumulation)", default=16)
+    ppo_epochs: int = doc("passes over each iteration's batch", default=1)
+
+    # Evaluation
+    eval_samples: int = doc("samples per test prompt at eval_temperature", default=4)
+    eval_temperature: float = doc("temperature of the sampled evaluation", default=1.0)
+    eval_greedy: bool = doc("also report greedy accuracy", default=True)
+    eval_max_prompts: int | None = doc("cap on test prompts (None = all)", default=None)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def budget(self) -> int:
+        """Stage-2 budget N in samples per iteration (stage 1 included when reused)."""
+        return self.num_generations * self.prompts_per_iteration
+
+
+FIELD_NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+class ConfigError(ValueError):
+    """A configuration the user must fix; the message names the key."""
+
+
+def validate(config: TrainConfig) -> None:
+    _check_types(config)
+    positive = [
+        "iterations",
+        "prompts_per_iteration",
+        "num_generations",
+        "max_completion_length",
+        "rollout_batch_size",
+        "mini_batch_size",
+        "micro_batch_size",
+        "ppo_epochs",
+        "keep_checkpoints",
+    ]
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1; got {getattr(config, name)}")
+    for name in [
+        "stage1_samples",
+        "min_generations",
+        "warmup_steps",
+        "eval_samples",
+        "beta",
+        "learning_rate",
+        "weight_decay",
+        "gvm_alpha",
+        "min_expected_accepted",
+    ]:
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must be >= 0; got {getattr(config, name)}")
+    choices = {
+        "allocation_method": ALLOCATION_METHODS[:2],
+        "grad_norm_group": PARAMETER_GROUPS,
+        "loss_type": LOSS_TYPES,
+    }
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ConfigError(
+                f"{name} must be one of {', '.join(allowed)}; got {getattr(config, name)!r}"
+            )
+    if config.allocation == "gvm" and config.stage1_samples < 1:
+        raise ConfigError("allocation=gvm needs stage1_samples >= 1 to estimate p_i and G_i")
+    if config.reuse_stage1 and config.stage1_samples > config.num_generations:
+        raise ConfigError(
+            f"with reuse_stage1, num_generations ({config.num_generations}) must be at least "
+            f"stage1_samples ({config.stage1_samples}): the budget includes the stage-1 samples"
+        )
+    if config.max_generations is not None and config.max_generations < config.num_generations:
+        raise ConfigError(
+            f"max_generations ({config.max_generations}) must be at least num_generations "
+            f"({config.num_generations}) or the budget cannot be spent"
+        )
+    if config.min_generations > config.num_generations:
+        raise ConfigError(
+            f"min_generations ({config.min_generations}) cannot exceed num_generations "
+            f"({config.num_generations})"
+        )
+    if not 0 <= config.max_accept_rate <= 1:
+        raise ConfigError(f"max_accept_rate must lie in [0, 1]; got {config.max_accept_rate}")
+    if not 0 < config.top_p <= 1:
+        raise ConfigError(f"top_p must lie in (0, 1]; got {config.top_p}")
+    if config.temperature <= 0 or config.eval_temperature < 0:
+        raise ConfigError("temperature must be > 0 (and eval_temperature >= 0)")
+    if config.dual_clip is not None and config.dual_clip <= 1:
+        raise ConfigError(f"dual_clip must be > 1 (or None); got {config.dual_clip}")
+    if min(config.accept_rate_prior) < 0:
+        raise ConfigError(f"accept_rate_prior needs a, b >= 0; got {config.accept_rate_prior}")
+    if not 0 <= config.stats_decay < 1:
+        raise ConfigError(f"stats_decay must lie in [0, 1); got {config.stats_decay}")
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, **defaults: Any
+) -> TrainConfig:
+    """YAML file (may be None) then ``key=value`` overrides (values parsed as YAML scalars).
+
+    ``defaults`` are applied before the file, for commands that set their own defaults.
+    """
+    values: dict[str, Any] = dict(defaults)
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        values.update(loaded)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    for key in values:
+        _check_key(key)
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    from gvm_raft.fileio import atomic_write_text
+
+    data = dataclasses.asdict(config)
+    data["accept_rate_prior"] = list(config.accept_rate_prior)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _check_key(key: str) -> None:
+    if key not in FIELD_NAMES:
+        close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _check_types(config: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for name in FIELD_NAMES:
+        value = getattr(config, name)
+        coerced = _coerce(value, hints[name], name)
+        if coerced is not value:
+            object.__setattr__(config, name, coerced)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Accept value if it fits the annotation (ints for floats, lists for tuples), else fail."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], name)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{name} must be a list of {len(args)} numbers; got {value!r}")
+        return tuple(_coerce(v, a, name) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 5e-5 (no dot) as a string
+        except ValueError:
+            raise ConfigError(f"{name} must be a number; got {value!r}") from None
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false; got {value!r}")
+    if hint in (int, float, str) and (not isinstance(value, hint) or isinstance(value, bool)):
+        raise ConfigError(f"{name} must be a {hint.__name__}; got {value!r}")
+    return value

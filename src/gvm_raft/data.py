@@ -1,0 +1,124 @@
+"""Prompt datasets and prompt rendering.
+
+Datasets: JSON lines (.jsonl / .json), parquet, or a directory saved with ``datasets``
+``save_to_disk``, loaded through the ``datasets`` library. Rows need a problem and an answer
+column (names configurable); answers of any type are normalised to strings
+(numbers -> their shortest form, lists -> comma-joined); rows without a usable problem or answer
+are skipped with a count and a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One training or test prompt: its dataset index, text, answer and other columns."""
+
+    index: int
+    problem: str
+    answer: str
+    columns: dict[str, Any]
+
+
+def load_prompts(
+    path: str | Path, prompt_column: str = "problem", answer_column: str = "answer"
+) -> list[PromptRow]:
+    """Rows of a dataset file or directory; ``index`` is the row's position in the file."""
+    import datasets
+
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundError(f"dataset {source} does not exist")
+    datasets.disable_progress_bars()
+    if source.is_dir():
+        dataset = datasets.load_from_disk(str(source))
+    else:
+        suffix = source.suffix.lower()
+        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(suffix)
+        if kind is None:
+            raise ValueError(
+                f"dataset {source}: use .jsonl, .json, .parquet or a saved dataset dir"
+            )
+        dataset = datasets.load_dataset(kind, data_files=str(source), split="train")
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = dataset[next(iter(dataset))]
+    for column in (prompt_column, answer_column):
+        if column not in dataset.column_names:
+            columns = ", ".join(dataset.column_names)
+            raise ValueError(
+                f"dataset {source} has no column {column!r} (columns: {columns}); "
+                "set prompt_column / answer_column"
+            )
+    rows, skipped = [], 0
+    for index, record in enumerate(dataset):
+        problem, answer = record[prompt_column], normalise_answer(record[answer_column])
+        if not isinstance(problem, str) or not problem.strip() or answer is None:
+            skipped += 1
+            continue
+        rows.append(PromptRow(index, problem, answer, dict(record)))
+    if skipped:
+        warnings.warn(
+            f"dataset {source}: skipped {skipped} rows without a usable problem or answer",
+            stacklevel=2,
+        )
+    if not rows:
+        raise ValueError(f"dataset {source} has no usable rows")
+    return rows
+
+
+def normalise_answer(answer: Any) -> str | None:
+    """A reference answer as a string, or None when unusable (missing, empty, NaN)."""
+    if answer is None or isinstance(answer, bool):
+        return None
+    if isinstance(answer, float):
+        if not math.isfinite(answer):
+            return None
+        return str(int(answer)) if answer.is_integer() else repr(answer)
+    if isinstance(answer, int):
+        return str(answer)
+    if isinstance(answer, (list, tuple)):
+        parts = [normalise_answer(a) for a in answer]
+        parts = [p for p in parts if p is not None]
+        return ", ".join(parts) if parts else None
+    text = str(answer).strip()
+    return text or None
+
+
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    problem: str,
+    template: str = "auto",
+    system_prompt: str = "",
+) -> str:
+    """The text the model is conditioned on.
+
+    template: "chat" (the tokenizer's chat template, system prompt appended to the user turn as
+    in the reference), "plain" ("{problem}\\n"), "auto" (chat when the tokenizer has one), or a
+    format string containing {problem}.
+    """
+    if template == "auto":
+        template = "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    if template == "plain":
+        return f"{problem}\n"
+    if template == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "prompt_template=chat but the tokenizer has no chat template; use plain"
+            )
+        content = f"{problem} {system_prompt}".strip()
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+    if "{problem}" not in template:
+        raise ValueError(
+            "prompt_template must be auto, chat, plain or a format string with {problem}"
+        )
+    return template.replace("{problem}", problem)

@@ -1,0 +1,130 @@
+"""The E-step: sample, verify, and measure per-prompt statistics.
+
+Rejection sampling: draw responses from the current policy, score them with the reward function,
+accept those whose reward reaches the threshold. Statistics of a prompt: accepted and sampled
+counts, and the mean per-sample gradient norm of its accepted responses (G_i).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from gvm_raft.data import PromptRow
+from gvm_raft.gradnorm import ParameterGroup, per_sample_grad_norms
+from gvm_raft.logprobs import collate
+from gvm_raft.rewards import RewardFn
+from gvm_raft.rollout.base import RolloutBackend, Sample, SamplingParams
+from gvm_raft.stats import mean_accepted_grad_norm
+
+
+@dataclass
+class ScoredSample:
+    """A response with its prompt's tokens, reward and acceptance."""
+
+    prompt_position: int  # position of the prompt in the iteration's batch (its GRPO group)
+    prompt_ids: list[int]
+    sample: Sample
+    reward: float
+    accepted: bool
+    stage: int
+
+
+def sample_and_score(
+    backend: RolloutBackend,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[PromptRow],
+    prompts: Sequence[str],
+    counts: Sequence[int],
+    params: SamplingParams,
+    seed: int,
+    reward_fn: RewardFn,
+    accept_threshold: float,
+    stage: int,
+) -> list[list[ScoredSample]]:
+    """counts[i] scored samples of prompt i (grouped per prompt)."""
+    generated = backend.generate(prompts, counts, params, seed)
+    flat = [(i, s) for i, group in enumerate(generated) for s in group]
+    rewards = score(reward_fn, rows, prompts, [i for i, _ in flat], [s.text for _, s in flat])
+    prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
+    scored: list[list[ScoredSample]] = [[] for _ in prompts]
+    for (i, sample), reward in zip(flat, rewards, strict=True):
+        scored[i].append(
+            ScoredSample(i, prompt_ids[i], sample, reward, reward >= accept_threshold, stage)
+        )
+    return scored
+
+
+def score(
+    reward_fn: RewardFn,
+    rows: Sequence[PromptRow],
+    prompts: Sequence[str],
+    owners: Sequence[int],
+    completions: Sequence[str],
+) -> list[float]:
+    """Call a TRL-style reward function; None rewards count as 0 with a warning."""
+    columns: dict[str, list] = {}
+    for i in owners:
+        for key, value in rows[i].columns.items():
+            columns.setdefault(key, []).append(value)
+    columns["answer"] = [rows[i].answer for i in owners]
+    rewards = reward_fn([prompts[i] for i in owners], list(completions), **columns)
+    if len(rewards) != len(completions):
+        raise ValueError(
+            f"the reward function gave {len(rewards)} rewards for {len(completions)} completions"
+        )
+    missing = sum(r is None for r in rewards)
+    if missing:
+        warnings.warn(f"{missing} rewards were None and count as 0", stacklevel=2)
+    return [0.0 if r is None else float(r) for r in rewards]
+
+
+def collate_samples(samples: Sequence[ScoredSample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded prompt + response tensors (see ``logprobs.collate``), plus the rollout
+    log-probs aligned with the response mask, rewards, acceptance and group ids."""
+    batch = collate(
+        [(s.prompt_ids + s.sample.token_ids, len(s.prompt_ids)) for s in samples], pad_id
+    )
+    mask = batch.pop("completion_mask")
+    old_log_probs = torch.zeros_like(mask)
+    for row, s in enumerate(samples):
+        old_log_probs[row, mask[row] > 0] = torch.tensor(s.sample.log_probs, dtype=mask.dtype)
+    return batch | {
+        "response_mask": mask,
+        "old_log_probs": old_log_probs,
+        "rewards": torch.tensor([s.reward for s in samples]),
+        "accepted": torch.tensor([s.accepted for s in samples]),
+        "groups": torch.tensor([s.prompt_position for s in samples]),
+    }
+
+
+def prompt_statistics(
+    model: PreTrainedModel,
+    groups: Sequence[Sequence[ScoredSample]],
+    pad_id: int,
+    group: ParameterGroup,
+    micro_batch_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(accepted, sampled, G) per prompt; G = mean gradient norm of the accepted samples."""
+    accepted = np.array([sum(s.accepted for s in g) for g in groups], dtype=np.float64)
+    sampled = np.array([len(g) for g in groups], dtype=np.float64)
+    kept = [s for g in groups for s in g if s.accepted and s.sample.token_ids]
+    norms: list[list[float]] = [[] for _ in groups]
+    if kept:
+        batch = collate_samples(kept, pad_id)
+        values = per_sample_grad_norms(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["response_mask"],
+            group,
+            micro_batch_size,
+        )
+        for s, value in zip(kept, values.tolist(), strict=True):
+            norms[s.prompt_position].append(value)
+    return accepted, sampled, mean_accepted_grad_norm(norms)

@@ -1,0 +1,84 @@
+"""Accuracy on held-out prompts: mean accuracy over k samples, greedy accuracy, pass@k and
+majority vote.
+
+pass@k uses the unbiased estimator 1 - C(n - c, k) / C(n, k) for n samples of which c are correct
+(Chen et al., 2021). Majority vote takes the most frequent final answer (the last boxed content,
+whitespace-normalised; ties go to the first seen) and scores that sample.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from math import comb
+
+import numpy as np
+
+from gvm_raft.data import PromptRow
+from gvm_raft.estep import score
+from gvm_raft.rewards import RewardFn
+from gvm_raft.rewards.boxed import last_boxed
+from gvm_raft.rollout.base import RolloutBackend, SamplingParams
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def majority_correct(
+    completions: Sequence[str], rewards: Sequence[float], threshold: float
+) -> bool:
+    answers = [last_boxed(c) for c in completions]
+    voted = [(" ".join(a.split()), i) for i, a in enumerate(answers) if a is not None]
+    if not voted:
+        return False
+    top = Counter(a for a, _ in voted).most_common(1)[0][0]
+    first = next(i for a, i in voted if a == top)
+    return rewards[first] >= threshold
+
+
+def evaluate(
+    backend: RolloutBackend,
+    rows: Sequence[PromptRow],
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    samples: int,
+    params: SamplingParams,
+    seed: int,
+    greedy: bool = True,
+    threshold: float = 1.0,
+) -> dict[str, float]:
+    """accuracy (mean over samples), pass@k, maj@k and greedy accuracy over the prompts."""
+    metrics: dict[str, float] = {}
+    if samples > 0:
+        correct, majority = _sampled(
+            backend, rows, prompts, reward_fn, samples, params, seed, threshold
+        )
+        metrics["accuracy"] = float(np.mean(correct / samples))
+        metrics[f"pass@{samples}"] = float(
+            np.mean([pass_at_k(samples, int(c), samples) for c in correct])
+        )
+        metrics[f"maj@{samples}"] = float(np.mean(majority))
+    if greedy:
+        greedy_params = SamplingParams(0.0, 1.0, params.max_new_tokens)
+        correct, _ = _sampled(backend, rows, prompts, reward_fn, 1, greedy_params, seed, threshold)
+        metrics["accuracy_greedy"] = float(np.mean(correct))
+    return metrics
+
+
+def _sampled(backend, rows, prompts, reward_fn, k, params, seed, threshold):
+    generated = backend.generate(prompts, [k] * len(prompts), params, seed)
+    owners = [i for i, group in enumerate(generated) for _ in group]
+    texts = [s.text for group in generated for s in group]
+    rewards = np.array(score(reward_fn, rows, prompts, owners, texts)).reshape(len(prompts), k)
+    correct = (rewards >= threshold).sum(1)
+    majority = [
+        majority_correct([s.text for s in group], rewards[i], threshold)
+        for i, group in enumerate(generated)
+    ]
+    return correct, np.array(majority, dtype=float)

@@ -1,0 +1,116 @@
+"""Tables and plots from run directories (metrics.jsonl, allocations.jsonl, config.yaml).
+
+Plots (PNG): test accuracy against iteration and against generated samples (stage 1 + 2), runs
+overlaid; sample allocation against acceptance rate in each run's last iteration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import yaml
+
+from gvm_raft.fileio import atomic_write_text
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_label(run_dir: Path) -> str:
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    algorithm = config.get("algorithm", "?").upper()
+    allocation = config.get("allocation", "?")
+    return f"{run_dir.name} ({allocation}-{algorithm})"
+
+
+def summary_table(run_dirs: list[Path]) -> str:
+    header = (
+        "| run | iterations | base acc | final acc | best acc | final greedy | samples | tokens "
+        "| minutes |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [header]
+    for run_dir in run_dirs:
+        rows = read_rows(run_dir / "metrics.jsonl")
+        if not rows:
+            raise ValueError(f"{run_dir} has no metrics.jsonl rows: is it a run directory?")
+        accuracy = [r["test/accuracy"] for r in rows if "test/accuracy" in r]
+        final = rows[-1]
+        minutes = sum(r.get("time/iteration", 0.0) for r in rows) / 60
+
+        def fmt(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        base, last, best = (accuracy[0], accuracy[-1], max(accuracy)) if accuracy else (None,) * 3
+        samples, tokens = final.get("samples/cumulative", 0), final.get("tokens/cumulative", 0)
+        lines.append(
+            f"| {run_label(run_dir)} | {final['iteration']} | {fmt(base)} | {fmt(last)} "
+            f"| {fmt(best)} | {fmt(final.get('test/accuracy_greedy'))} | {int(samples)} "
+            f"| {int(tokens)} | {minutes:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
+    written = []
+    for x_key, x_label, name in [
+        ("iteration", "iteration", "accuracy_vs_iteration.png"),
+        ("samples/cumulative", "generated samples (stage 1 + 2)", "accuracy_vs_samples.png"),
+    ]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for run_dir in run_dirs:
+            rows = [r for r in read_rows(run_dir / "metrics.jsonl") if "test/accuracy" in r]
+            xs = [r.get(x_key, 0) for r in rows]
+            ax.plot(xs, [r["test/accuracy"] for r in rows], marker="o", label=run_label(run_dir))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("test accuracy (mean over samples)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        written.append(out / name)
+    return written
+
+
+def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
+    runs = [(d, read_rows(d / "allocations.jsonl")) for d in run_dirs]
+    runs = [(d, rows[-1]) for d, rows in runs if rows]
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
+    for ax, (run_dir, last) in zip(axes[0], runs, strict=True):
+        points = ax.scatter(
+            last["accept_rate"], last["samples"], c=last["grad_norm"], cmap="viridis", s=18
+        )
+        fig.colorbar(points, ax=ax, label="gradient norm G_i")
+        ax.set_xlabel("acceptance rate p_i (stage 1)")
+        ax.set_ylabel("samples n_i")
+        ax.set_title(f"{run_label(run_dir)}, iteration {last['iteration']}", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "allocation_vs_accept_rate.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dirs: list[Path], out_dir: Path) -> str:
+    """Write report.md and the PNG plots into out_dir; returns the markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = summary_table(run_dirs)
+    images = plot_accuracy(run_dirs, out_dir)
+    allocation = plot_allocation(run_dirs, out_dir)
+    if allocation is not None:
+        images.append(allocation)
+    text = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in images], ""])
+    atomic_write_text(out_dir / "report.md", text)
+    return f"{table}\n\nreport written to {out_dir / 'report.md'}"

@@ -1,0 +1,477 @@
+"""The EM loop: stage 1, allocate, stage 2, update, evaluate, save.
+
+Uniform and GVM runs share every line except the allocation call (``allocate_samples``).
+Everything random derives from (seed, iteration), so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from gvm_raft.allocation import allocate, allocation_summary
+from gvm_raft.checkpoint import (
+    latest_checkpoint,
+    load_optimizer_and_scheduler,
+    load_state,
+    save_checkpoint,
+)
+from gvm_raft.config import ConfigError, TrainConfig, save_config
+from gvm_raft.data import PromptRow, load_prompts, render_prompt
+from gvm_raft.estep import ScoredSample, prompt_statistics, sample_and_score
+from gvm_raft.evaluate import evaluate
+from gvm_raft.fileio import atomic_write_text
+from gvm_raft.mstep import update_policy
+from gvm_raft.rewards import RewardFn, close_reward, load_reward
+from gvm_raft.rollout.base import SamplingParams
+from gvm_raft.rollout.hf import HFRollout
+from gvm_raft.stats import PromptStats, RunningPromptStats
+
+METRICS_FILE = "metrics.jsonl"
+ALLOCATIONS_FILE = "allocations.jsonl"
+EVAL_SEED_OFFSET = 7919
+
+
+@dataclass
+class Run:
+    """The parts of a run, built once by ``setup``."""
+
+    config: TrainConfig
+    run_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    ref_model: torch.nn.Module | None
+    tokenizer: PreTrainedTokenizerBase
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    backend: HFRollout
+    reward_fn: RewardFn
+    train_rows: list[PromptRow]
+    test_rows: list[PromptRow]
+    stats: RunningPromptStats
+    totals: dict[str, float]
+    progress: bool
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) the configured training; returns the run directory."""
+    run = setup(config, progress)
+    try:
+        start = resume_point(run)
+        if start == 0:
+            log(run, {"iteration": 0} | evaluate_policy(run))
+        for iteration in range(start + 1, config.iterations + 1):
+            tic = time.perf_counter()
+            metrics = run_iteration(run, iteration)
+            metrics["time/iteration"] = time.perf_counter() - tic
+            log(run, metrics)
+            save(run, iteration)
+    finally:
+        close_reward(run.reward_fn)
+        run.accelerator.end_training()
+    return run.run_dir
+
+
+def run_iteration(run: Run, iteration: int) -> dict:
+    """One EM iteration on a fresh batch of prompts; returns its metrics row."""
+    config, timer = run.config, Timer()
+    positions = prompt_batch(
+        len(run.train_rows), config.prompts_per_iteration, config.seed, iteration
+    )
+    rows = [run.train_rows[i] for i in positions]
+    prompts = [render(run, row) for row in rows]
+    k = config.stage1_samples
+
+    stage1 = (
+        sample(run, rows, prompts, [k] * len(rows), iteration, stage=1) if k else [[] for _ in rows]
+    )
+    accepted, sampled, grad_norms = prompt_statistics(
+        run.accelerator.unwrap_model(run.model),
+        stage1,
+        run.tokenizer.pad_token_id,
+        config.grad_norm_group,
+        config.micro_batch_size,
+    )
+    estimates = run.stats.update([r.index for r in rows], accepted, sampled, grad_norms)
+    timer.lap("stage1")
+
+    sizes, fallbacks = allocate_samples(config, estimates)
+    reused = k if config.reuse_stage1 else 0
+    extra = np.maximum(sizes - reused, 0)
+    timer.lap("allocate")
+
+    stage2 = sample(run, rows, prompts, extra.tolist(), iteration, stage=2)
+    groups = [
+        (g1 if config.reuse_stage1 else []) + g2 for g1, g2 in zip(stage1, stage2, strict=True)
+    ]
+    batch = [s for group in groups for s in group]
+    timer.lap("stage2")
+
+    rng = np.random.default_rng([config.seed, iteration, 3])
+    update = update_policy(
+        config,
+        run.accelerator,
+        run.model,
+        run.ref_model,
+        run.optimizer,
+        run.scheduler,
+        batch,
+        run.tokenizer.pad_token_id,
+        rng,
+    )
+    timer.lap("update")
+
+    evaluation = evaluate_policy(run)
+    timer.lap("eval")
+
+    group_sizes = np.array([len(g) for g in groups])
+    record_allocation(run, iteration, rows, estimates, group_sizes)
+    return (
+        {"iteration": iteration, "epoch": ((iteration - 1) * len(rows)) // len(run.train_rows)}
+        | sample_metrics(run, stage1, stage2, groups)
+        | allocation_metrics(group_sizes, extra, estimates, fallbacks)
+        | {f"train/{key}": value for key, value in update.items()}
+        | evaluation
+        | timer.laps
+    )
+
+
+def allocate_samples(config: TrainConfig, estimates: PromptStats) -> tuple[np.ndarray, int]:
+    """Per-prompt sample sizes n_i for this iteration (budget N), and fallback warnings.
+
+    With reuse_stage1 every prompt already holds k samples, so n_i >= k.
+    """
+    method = "uniform" if config.allocation == "uniform" else config.allocation_method
+    minimum = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sizes = allocate(
+            estimates.grad_norms,
+            estimates.accept_rates,
+            config.budget,
+            method,
+            alpha=config.gvm_alpha,
+            beta=config.gvm_beta,
+            min_samples=minimum,
+            max_samples=config.max_generations,
+            max_accept_rate=config.max_accept_rate,
+            min_expected_accepted=config.min_expected_accepted,
+        )
+    return sizes, len(caught)
+
+
+def sample(
+    run: Run,
+    rows: list[PromptRow],
+    prompts: list[str],
+    counts: list[int],
+    iteration: int,
+    stage: int,
+) -> list[list[ScoredSample]]:
+    config = run.config
+    params = SamplingParams(config.temperature, config.top_p, config.max_completion_length)
+    seed = (config.seed * 1_000_003 + iteration * 10 + stage) % 2**63
+    return sample_and_score(
+        run.backend,
+        run.tokenizer,
+        rows,
+        prompts,
+        counts,
+        params,
+        seed,
+        run.reward_fn,
+        config.accept_threshold,
+        stage,
+    )
+
+
+def sample_metrics(run: Run, stage1: list, stage2: list, groups: list) -> dict[str, float]:
+    """Rewards, acceptance and generation counts (samples and tokens, stage 1 and 2)."""
+    out: dict[str, float] = {}
+    for name, stage in (("stage1", stage1), ("stage2", stage2)):
+        flat = [s for g in stage for s in g]
+        out[f"samples/{name}"] = len(flat)
+        out[f"tokens/{name}"] = sum(len(s.sample.token_ids) for s in flat)
+        out[f"{name}/accept_rate"] = float(np.mean([s.accepted for s in flat])) if flat else 0.0
+        run.totals[f"samples/{name}"] += out[f"samples/{name}"]
+        run.totals[f"tokens/{name}"] += out[f"tokens/{name}"]
+    flat = [s for g in groups for s in g]
+    rewards = [s.reward for s in flat]
+    zero_std = [len(g) > 0 and len({s.reward for s in g}) == 1 for g in groups]
+    return out | {
+        "train/reward_mean": float(np.mean(rewards)) if rewards else 0.0,
+        "train/accept_rate": float(np.mean([s.accepted for s in flat])) if flat else 0.0,
+        "train/samples": len(flat),
+        "train/truncated_fraction": float(
+            np.mean([s.sample.finish_reason == "length" for s in flat])
+        )
+        if flat
+        else 0.0,
+        "frac_reward_zero_std": float(np.mean(zero_std)),
+        "samples/cumulative": run.totals["samples/stage1"] + run.totals["samples/stage2"],
+        "tokens/cumulative": run.totals["tokens/stage1"] + run.totals["tokens/stage2"],
+    }
+
+
+def allocation_metrics(
+    group_sizes: np.ndarray, extra: np.ndarray, estimates: PromptStats, fallbacks: int
+) -> dict[str, float]:
+    """Spread of the batch's per-prompt sizes and its estimated gradient variance vs uniform."""
+    summary = allocation_summary(group_sizes, estimates.grad_norms, estimates.accept_rates)
+    return {
+        "allocation/min": summary["min"],
+        "allocation/median": summary["median"],
+        "allocation/max": summary["max"],
+        "allocation/gini": summary["gini"],
+        "allocation/prompts_without_stage2": int((extra == 0).sum()),
+        "allocation/variance": summary["variance"],
+        "allocation/variance_uniform": summary["variance_uniform"],
+        "allocation/variance_ratio": summary["variance_ratio"],
+        "allocation/fallbacks": fallbacks,
+    }
+
+
+def evaluate_policy(run: Run) -> dict[str, float]:
+    config = run.config
+    if not run.test_rows:
+        return {}
+    tic = time.perf_counter()
+    rows = run.test_rows[: config.eval_max_prompts]
+    params = SamplingParams(config.eval_temperature, 1.0, config.max_completion_length)
+    metrics = evaluate(
+        run.backend,
+        rows,
+        [render(run, r) for r in rows],
+        run.reward_fn,
+        config.eval_samples,
+        params,
+        config.seed + EVAL_SEED_OFFSET,
+        config.eval_greedy,
+        config.accept_threshold,
+    )
+    return {f"test/{key}": value for key, value in metrics.items()} | {
+        "time/eval": time.perf_counter() - tic
+    }
+
+
+def prompt_batch(num_rows: int, per_iteration: int, seed: int, iteration: int) -> list[int]:
+    """Positions of iteration's prompts: consecutive slices of per-epoch seeded permutations."""
+    start = (iteration - 1) * per_iteration
+    positions: list[int] = []
+    while len(positions) < per_iteration:
+        epoch, offset = divmod(start + len(positions), num_rows)
+        order = np.random.default_rng([seed, epoch]).permutation(num_rows)
+        take = min(per_iteration - len(positions), num_rows - offset)
+        positions.extend(order[offset : offset + take].tolist())
+    return positions
+
+
+def render(run: Run, row: PromptRow) -> str:
+    return render_prompt(
+        run.tokenizer, row.problem, run.config.prompt_template, run.config.system_prompt
+    )
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"time/{name}"] = now - self._last
+        self._last = now
+
+
+# --- set-up, logging, checkpoints -------------------------------------------------------------
+
+
+def setup(config: TrainConfig, progress: bool) -> Run:
+    """Load model, data and reward, and prepare the run directory."""
+    for key in ("model_name_or_path", "train_file"):
+        if not getattr(config, key):
+            raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
+    run_dir = Path(config.output_dir)
+    if latest_checkpoint(run_dir) is not None and not config.resume:
+        raise ConfigError(
+            f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
+            "output_dir"
+        )
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(), log_with=config.log_with, project_dir=str(run_dir)
+    )
+    checkpoint = latest_checkpoint(run_dir) if config.resume else None
+    source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
+    tokenizer = _load_tokenizer(config.model_name_or_path)
+    model = _load_model(source)
+    ref_model = None
+    if config.algorithm != "raft" and config.beta > 0:
+        ref_model = (
+            _load_model(Path(config.model_name_or_path)) if checkpoint else copy.deepcopy(model)
+        )
+        ref_model.requires_grad_(False).eval().to(accelerator.device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    warmup = config.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
+    test_rows = (
+        load_prompts(config.test_file, config.prompt_column, config.answer_column)
+        if config.test_file
+        else []
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    if config.log_with:
+        accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
+    backend = HFRollout(
+        accelerator.unwrap_model(model), tokenizer, config.rollout_batch_size, progress
+    )
+    return Run(
+        config=config,
+        run_dir=run_dir,
+        accelerator=accelerator,
+        model=model,
+        ref_model=ref_model,
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        backend=backend,
+        reward_fn=load_reward(config.reward),
+        train_rows=train_rows,
+        test_rows=test_rows,
+        stats=RunningPromptStats(config.stats_decay, config.accept_rate_prior),
+        totals={
+            key: 0.0
+            for key in ("samples/stage1", "samples/stage2", "tokens/stage1", "tokens/stage2")
+        },
+        progress=progress,
+    )
+
+
+def resume_point(run: Run) -> int:
+    """Restore the latest checkpoint's optimizer, statistics and counters; its iteration or 0.
+
+    Metric rows beyond the checkpoint (written before a kill) are dropped; they are recomputed.
+    """
+    checkpoint = latest_checkpoint(run.run_dir) if run.config.resume else None
+    if checkpoint is None:
+        for name in (METRICS_FILE, ALLOCATIONS_FILE):
+            (run.run_dir / name).unlink(missing_ok=True)
+        return 0
+    state = load_state(checkpoint)
+    load_optimizer_and_scheduler(checkpoint, run.optimizer, run.scheduler)
+    run.stats.load_state_dict(state["stats"])
+    run.totals.update(state["totals"])
+    iteration = int(state["iteration"])
+    for name in (METRICS_FILE, ALLOCATIONS_FILE):
+        path = run.run_dir / name
+        if path.exists():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line)["iteration"] <= iteration
+            ]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return iteration
+
+
+def save(run: Run, iteration: int) -> None:
+    tic = time.perf_counter()
+    if run.accelerator.is_main_process:
+        save_checkpoint(
+            run.run_dir,
+            iteration,
+            run.accelerator.unwrap_model(run.model),
+            run.tokenizer,
+            run.optimizer,
+            run.scheduler,
+            {"stats": run.stats.state_dict(), "totals": run.totals},
+            keep=run.config.keep_checkpoints,
+        )
+    run.accelerator.wait_for_everyone()
+    if run.progress and run.accelerator.is_main_process:
+        print(f"  checkpoint saved in {time.perf_counter() - tic:.1f}s", flush=True)
+
+
+def log(run: Run, metrics: dict) -> None:
+    """Append the row to metrics.jsonl, send it to trackers, print a one-line summary."""
+    if not run.accelerator.is_main_process:
+        return
+    with open(run.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(metrics) + "\n")
+    if run.config.log_with:
+        run.accelerator.log(
+            {k: v for k, v in metrics.items() if k != "iteration"}, step=metrics["iteration"]
+        )
+    if run.progress:
+        print(summary_line(metrics), flush=True)
+
+
+def summary_line(metrics: dict) -> str:
+    parts = [f"iteration {metrics['iteration']}"]
+    for key, label in [
+        ("test/accuracy", "test acc"),
+        ("test/accuracy_greedy", "greedy"),
+        ("train/accept_rate", "train acc"),
+        ("train/loss", "loss"),
+        ("allocation/variance_ratio", "var/uniform"),
+        ("samples/cumulative", "samples"),
+        ("time/iteration", "s"),
+    ]:
+        if key in metrics:
+            value = metrics[key]
+            parts.append(
+                f"{label} {value:.0f}"
+                if key.startswith(("samples", "time"))
+                else f"{label} {value:.3f}"
+            )
+    return " | ".join(parts)
+
+
+def record_allocation(
+    run: Run, iteration: int, rows: list[PromptRow], estimates: PromptStats, sizes: np.ndarray
+) -> None:
+    """Per-prompt acceptance, gradient norm and batch size of the iteration (for reports)."""
+    if not run.accelerator.is_main_process:
+        return
+    row = {
+        "iteration": iteration,
+        "prompt_index": [r.index for r in rows],
+        "accept_rate": estimates.accept_rates.tolist(),
+        "grad_norm": estimates.grad_norms.tolist(),
+        "samples": sizes.tolist(),
+    }
+    with open(run.run_dir / ALLOCATIONS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def _load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model_name_or_path={path}: cannot load a tokenizer ({err})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _load_model(path: Path) -> torch.nn.Module:
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model_name_or_path={path}: cannot load a causal LM ({err})") from None
+    return model.eval()
