@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from gvm_raft.fileio import atomic_write_text, staging_dir
+from gvm_raft.fileio import atomic_write_text, building_dir
 
 STATE_FILE = "trainer_state.json"
 
@@ -34,19 +34,12 @@ def save_checkpoint(
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iteration-{iteration:06d}"
-    staging = staging_dir(final)
-    try:
+    with building_dir(final) as staging:
         model.save_pretrained(staging / "model", safe_serialization=True)
         tokenizer.save_pretrained(staging / "model")
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
         atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(p for p in root.glob("iteration-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

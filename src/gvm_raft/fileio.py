@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -30,12 +33,21 @@ def write_jsonl(path: str | os.PathLike[str], rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def staging_dir(target: Path) -> Path:
-    """An empty sibling directory of ``target`` to build it in before renaming it into place."""
+@contextmanager
+def building_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty sibling directory to build ``target`` in; when the block succeeds it
+    replaces ``target`` by a rename, when it fails it is removed and ``target`` is untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    os.chmod(path, 0o777 & ~_umask())
-    return path
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    os.chmod(staging, 0o777 & ~_umask())
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _umask() -> int:

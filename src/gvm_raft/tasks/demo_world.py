@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.fileio import atomic_write_text, staging_dir, write_jsonl
+from gvm_raft.fileio import atomic_write_text, building_dir, write_jsonl
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
@@ -63,15 +62,8 @@ def prepare_demo_world(
     if not force and _built_from(out) == _as_json(config):
         report = json.loads((out / "report.json").read_text())
         return report | {"cached": True}
-    staging = staging_dir(out)
-    try:
+    with building_dir(out) as staging:
         report = _build(staging, config, progress)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report | {"cached": False}
 
 
