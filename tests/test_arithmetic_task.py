@@ -8,12 +8,12 @@ import re
 import pytest
 import sympy
 import torch
+from conftest import TINY_WORLD
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.tasks.arithmetic import DEFAULT_LEVELS, Level, format_prompt, generate_splits
-from gvm_raft.tasks.demo_world import DemoWorldConfig, format_world_report, prepare_demo_world
-from gvm_raft.tasks.tiny_model import TinyModelConfig
+from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world
 
 SIZES = {"test": 150, "train": 300, "sft": 3000}
 
@@ -80,24 +80,11 @@ def test_model_and_tokenizer_round_trip_through_auto_classes(tmp_path, tiny_mode
         torch.testing.assert_close(model(ids).logits, tiny_model(ids).logits)
 
 
-TINY_WORLD = DemoWorldConfig(
-    seed=1,
-    sft_size=200,
-    train_size=12,
-    test_size=12,
-    model=TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
-    sft_steps=3,
-    sft_batch_size=8,
-    probe_samples=2,
-    max_new_tokens=16,
-)
-
-
 def test_prepare_demo_world_builds_reuses_and_is_deterministic(tmp_path):
     report = prepare_demo_world(tmp_path / "a", TINY_WORLD, progress=False)
     assert report["cached"] is False
     world = tmp_path / "a"
-    for name, size in [("sft", 200), ("train", 12), ("test", 12)]:
+    for name, size in [("sft", 300), ("train", 16), ("test", 8)]:
         rows = (world / "data" / f"{name}.jsonl").read_text().splitlines()
         assert len(rows) == size
         assert set(json.loads(rows[0])) == {"problem", "answer", "difficulty", "solution"}
@@ -105,7 +92,7 @@ def test_prepare_demo_world_builds_reuses_and_is_deterministic(tmp_path):
         AutoModelForCausalLM.from_pretrained(world / "model").num_parameters()
         == report["parameters"]
     )
-    assert sum(report["train_accept_rate_histogram"]["counts"]) == 12
+    assert sum(report["train_accept_rate_histogram"]["counts"]) == 16
     assert "acceptance rates of the train prompts" in format_world_report(report, world)
 
     again = prepare_demo_world(world, TINY_WORLD, progress=False)

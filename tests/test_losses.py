@@ -34,7 +34,7 @@ def test_micro_batches_with_normaliser_add_up_to_the_mini_batch():
     values = t([[1.0, 2.0, 3.0], [10.0, 99.0, 99.0]])
     for loss_type in ("token_mean", "sequence_mean"):
         whole = aggregate(values, MASK, loss_type)
-        norm = normaliser_of(MASK, loss_type)
+        norm = normaliser_of(MASK.sum(-1).int().tolist(), loss_type)
         parts = sum(
             aggregate(values[i : i + 1], MASK[i : i + 1], loss_type, norm) for i in range(2)
         )

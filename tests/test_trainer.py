@@ -1,34 +1,24 @@
-"""End-to-end: two tiny iterations, checkpoints, and resume equal to an uninterrupted run."""
+"""End-to-end on the tiny world: iterations, checkpoints, resume (also after SIGKILL), the
+uniform/GVM contract, reports and trackers."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from gvm_raft.config import ConfigError, TrainConfig, load_config
-from gvm_raft.tasks.demo_world import DemoWorldConfig, prepare_demo_world
-from gvm_raft.tasks.tiny_model import TinyModelConfig
+import gvm_raft.trainer
+from gvm_raft.cli import main
+from gvm_raft.config import ConfigError, TrainConfig, load_config, save_config
 from gvm_raft.trainer import train
 
-WORLD = DemoWorldConfig(
-    seed=2,
-    sft_size=300,
-    train_size=16,
-    test_size=8,
-    model=TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
-    sft_steps=5,
-    sft_batch_size=16,
-    probe_samples=2,
-    max_new_tokens=24,
-)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    path = tmp_path_factory.mktemp("world") / "w"
-    prepare_demo_world(path, WORLD, progress=False)
-    return path
+REWARD = "parity_reward:even_code_point_sum"
+TESTS_DIR = os.path.dirname(__file__)
 
 
 def config(world, out, **overrides) -> TrainConfig:
@@ -37,7 +27,7 @@ def config(world, out, **overrides) -> TrainConfig:
         train_file=str(world / "data/train.jsonl"),
         test_file=str(world / "data/test.jsonl"),
         output_dir=str(out),
-        reward="arithmetic",
+        reward=REWARD,
         prompt_template="plain",
         iterations=2,
         prompts_per_iteration=4,
@@ -59,8 +49,8 @@ def rows(run_dir):
     return out
 
 
-def test_two_iterations_write_metrics_and_checkpoints(world, tmp_path):
-    run_dir = train(config(world, tmp_path / "run"), progress=False)
+def test_two_iterations_write_metrics_and_checkpoints(tiny_world, tmp_path):
+    run_dir = train(config(tiny_world, tmp_path / "run"), progress=False)
     metrics = rows(run_dir)
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
     assert metrics[1]["samples/stage1"] == 8 and metrics[1]["samples/stage2"] == 8
@@ -73,17 +63,17 @@ def test_two_iterations_write_metrics_and_checkpoints(world, tmp_path):
     assert (run_dir / "config.yaml").exists()
 
 
-def test_resume_repeats_the_uninterrupted_run(world, tmp_path):
-    full = rows(train(config(world, tmp_path / "full"), progress=False))
-    train(config(world, tmp_path / "cut", iterations=1), progress=False)
-    resumed = rows(train(config(world, tmp_path / "cut", resume=True), progress=False))
+def test_resume_repeats_the_uninterrupted_run(tiny_world, tmp_path):
+    full = rows(train(config(tiny_world, tmp_path / "full"), progress=False))
+    train(config(tiny_world, tmp_path / "cut", iterations=1), progress=False)
+    resumed = rows(train(config(tiny_world, tmp_path / "cut", resume=True), progress=False))
     assert resumed == full
 
 
-def test_existing_run_is_not_overwritten(world, tmp_path):
-    train(config(world, tmp_path / "run", iterations=1), progress=False)
+def test_existing_run_is_not_overwritten(tiny_world, tmp_path):
+    train(config(tiny_world, tmp_path / "run", iterations=1), progress=False)
     with pytest.raises(ConfigError, match="resume=true"):
-        train(config(world, tmp_path / "run", iterations=1), progress=False)
+        train(config(tiny_world, tmp_path / "run", iterations=1), progress=False)
 
 
 def test_unknown_key_suggests_the_closest():
@@ -91,3 +81,78 @@ def test_unknown_key_suggests_the_closest():
         load_config(None, ["learning_rat=1e-4"])
     with pytest.raises(ConfigError, match="num_generations must be a int"):
         load_config(None, ["num_generations=many"])
+
+
+def test_uniform_and_gvm_differ_only_by_allocation(tiny_world, tmp_path, monkeypatch):
+    uniform = rows(train(config(tiny_world, tmp_path / "u", allocation="uniform"), progress=False))
+    gvm_dir = train(config(tiny_world, tmp_path / "g", allocation="gvm"), progress=False)
+    gvm = rows(gvm_dir)
+    assert gvm[0] == uniform[0]
+    for key in ("samples/stage1", "tokens/stage1", "stage1/accept_rate"):
+        assert gvm[1][key] == uniform[1][key]
+    sizes = json.loads((gvm_dir / "allocations.jsonl").read_text().splitlines()[0])["samples"]
+    assert sum(sizes) == 16 and sizes != [4, 4, 4, 4]
+
+    real_allocate = gvm_raft.trainer.allocate
+
+    def allocate_uniformly(grad_norms, accept_rates, budget, method, **kwargs):
+        return real_allocate(grad_norms, accept_rates, budget, "uniform", **kwargs)
+
+    monkeypatch.setattr(gvm_raft.trainer, "allocate", allocate_uniformly)
+    forced = rows(train(config(tiny_world, tmp_path / "f", allocation="gvm"), progress=False))
+    assert forced == uniform
+
+
+def test_killed_run_resumes_to_the_same_metrics(tiny_world, tmp_path):
+    full = rows(train(config(tiny_world, tmp_path / "full", iterations=4), progress=False))
+    killed = tmp_path / "killed"
+    config_file = tmp_path / "killed.yaml"
+    save_config(config(tiny_world, killed, iterations=4), config_file)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gvm_raft.cli", "train", str(config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"PYTHONPATH": os.pathsep.join([TESTS_DIR, *sys.path])},
+    )
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoints" / "latest").exists():
+        assert process.poll() is None, "the training process ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    latest = (killed / "checkpoints" / "latest").read_text().strip()
+    assert latest in {"iteration-000001", "iteration-000002", "iteration-000003"}
+
+    resumed = rows(train(config(tiny_world, killed, iterations=4, resume=True), progress=False))
+    assert resumed == full
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == [
+        "iteration-000004",
+        "latest",
+    ]
+
+
+def test_report_overlays_runs(tiny_world, tmp_path, capsys):
+    runs = [
+        train(config(tiny_world, tmp_path / name, iterations=1, allocation=name), progress=False)
+        for name in ("uniform", "gvm")
+    ]
+    out = tmp_path / "report"
+    assert main(["report", *map(str, runs), "--out", str(out)]) == 0
+    table = (out / "report.md").read_text()
+    assert "uniform (uniform-RAFT++)" in table and "gvm (gvm-RAFT++)" in table
+    for name in ("accuracy_vs_iteration", "accuracy_vs_samples", "allocation_vs_accept_rate"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({name}.png)" in table
+    assert main(["report", str(tmp_path), "--out", str(out)]) == 2
+    assert "has no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_tensorboard_tracker_receives_metrics(tiny_world, tmp_path):
+    pytest.importorskip("tensorboard")
+    run_dir = train(
+        config(tiny_world, tmp_path / "tb", iterations=1, log_with="tensorboard"), progress=False
+    )
+    assert list(run_dir.rglob("events.out.tfevents.*"))
+    with pytest.raises(ConfigError, match="unknown tracker 'tensorbored'"):
+        train(config(tiny_world, tmp_path / "x", log_with="tensorbored"), progress=False)

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare_demo(commands)
     _add_train(commands)
     _add_demo(commands)
+    _add_eval(commands)
+    _add_report(commands)
     return parser
 
 
@@ -202,6 +204,116 @@ def _run_demo(args: argparse.Namespace) -> int:
     from gvm_raft.demo import run_demo
 
     run_demo(args.world, args.out, args.overrides)
+    return 0
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    from gvm_raft.config import TrainConfig
+
+    defaults = TrainConfig()
+    cmd = commands.add_parser(
+        "eval",
+        help="accuracy, greedy accuracy, pass@k and majority vote of a model on benchmark files",
+        description="Evaluate a Hugging Face causal LM on one or more benchmark files (JSON "
+        "lines / parquet / saved dataset): per benchmark and averaged, as a markdown table and, "
+        "with --out, a JSON file.",
+    )
+    cmd.add_argument("model", help="Hugging Face causal LM directory (e.g. a checkpoint's model/)")
+    cmd.add_argument("data", nargs="+", help="benchmark files; each is named by its file stem")
+    cmd.add_argument("--samples", type=int, default=4, help="k samples per problem (0 = none)")
+    cmd.add_argument("--temperature", type=float, default=1.0, help="temperature of the k samples")
+    cmd.add_argument("--top-p", type=float, default=1.0, help="nucleus threshold of the samples")
+    cmd.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per completion")
+    cmd.add_argument(
+        "--greedy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also report greedy accuracy",
+    )
+    cmd.add_argument("--reward", default="math", help="math, arithmetic or module:function")
+    cmd.add_argument("--accept-threshold", type=float, default=1.0, help="reward counted correct")
+    cmd.add_argument("--prompt-template", default="auto", help="auto, chat, plain or a format")
+    cmd.add_argument("--system-prompt", default=defaults.system_prompt, help="chat instruction")
+    cmd.add_argument("--prompt-column", default="problem", help="column of the problem text")
+    cmd.add_argument("--answer-column", default="answer", help="column of the reference answer")
+    cmd.add_argument("--max-prompts", type=int, default=None, help="first N problems per file")
+    cmd.add_argument("--batch-size", type=int, default=64, help="sequences per generate call")
+    cmd.add_argument("--seed", type=int, default=0, help="sampling seed")
+    cmd.add_argument("--out", help="also write the results as JSON here")
+    cmd.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from gvm_raft.data import load_prompts, render_prompt
+    from gvm_raft.evaluate import benchmark_table, evaluate_benchmarks
+    from gvm_raft.models import load_causal_lm, load_tokenizer
+    from gvm_raft.rewards import close_reward, load_reward
+    from gvm_raft.rollout.base import SamplingParams
+    from gvm_raft.rollout.hf import HFRollout
+
+    if args.samples < 0 or not (args.greedy or args.samples):
+        raise ValueError("--samples must be >= 0, and > 0 unless --greedy is on")
+    names = [Path(p).stem for p in args.data]
+    if len(set(names)) < len(names):
+        names = list(args.data)
+    benchmarks = {
+        name: load_prompts(path, args.prompt_column, args.answer_column)[: args.max_prompts]
+        for name, path in zip(names, args.data, strict=True)
+    }
+    tokenizer = load_tokenizer(args.model, "model")
+    model = load_causal_lm(args.model, "model")
+    if torch.cuda.is_available():
+        model = model.cuda()
+    reward_fn = load_reward(args.reward)
+    try:
+        results = evaluate_benchmarks(
+            HFRollout(model, tokenizer, args.batch_size),
+            benchmarks,
+            lambda problem: render_prompt(
+                tokenizer, problem, args.prompt_template, args.system_prompt
+            ),
+            reward_fn,
+            args.samples,
+            SamplingParams(args.temperature, args.top_p, args.max_new_tokens),
+            args.seed,
+            args.greedy,
+            args.accept_threshold,
+        )
+    finally:
+        close_reward(reward_fn)
+    print(benchmark_table(results))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "report",
+        help="plots and a table from run directories (runs overlaid)",
+        description="Read run directories (metrics.jsonl, allocations.jsonl, config.yaml) and "
+        "write report.md plus PNG plots: test accuracy against iteration and against generated "
+        "samples, and the allocation against the acceptance rate.",
+    )
+    cmd.add_argument("runs", nargs="+", help="run directories")
+    cmd.add_argument("--out", default="runs/report", help="directory of the report")
+    cmd.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gvm_raft.report import write_report
+
+    runs = [Path(run) for run in args.runs]
+    for run in runs:
+        if not (run / "metrics.jsonl").exists():
+            raise ValueError(f"{run} has no metrics.jsonl: pass run directories of gvm-raft train")
+    print(write_report(runs, Path(args.out)))
     return 0
 
 

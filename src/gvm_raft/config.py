@@ -38,7 +38,7 @@ class TrainConfig:
     resume: bool = doc("continue from the run directory's latest checkpoint", default=False)
     keep_checkpoints: int = doc("checkpoints kept (the newest)", default=1)
     log_with: str | None = doc(
-        "accelerate tracker: tensorboard, wandb, ... (None = off)", default=None
+        "accelerate trackers, comma-separated: tensorboard, wandb, ... (None = off)", default=None
     )
 
     # Model and data

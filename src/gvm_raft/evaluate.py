@@ -9,7 +9,7 @@ whitespace-normalised; ties go to the first seen) and scores that sample.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import comb
 
 import numpy as np
@@ -82,3 +82,45 @@ def _sampled(backend, rows, prompts, reward_fn, k, params, seed, threshold):
         for i, group in enumerate(generated)
     ]
     return correct, np.array(majority, dtype=float)
+
+
+def evaluate_benchmarks(
+    backend: RolloutBackend,
+    benchmarks: dict[str, Sequence[PromptRow]],
+    render: Callable[[str], str],
+    reward_fn: RewardFn,
+    samples: int,
+    params: SamplingParams,
+    seed: int,
+    greedy: bool = True,
+    threshold: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """``evaluate`` on each named benchmark, plus an ``average`` entry (unweighted mean over
+    benchmarks, as papers report it)."""
+    results: dict[str, dict[str, float]] = {}
+    for name, rows in benchmarks.items():
+        prompts = [render(row.problem) for row in rows]
+        metrics = evaluate(
+            backend, rows, prompts, reward_fn, samples, params, seed, greedy, threshold
+        )
+        results[name] = {"prompts": float(len(rows))} | metrics
+    if len(results) > 1:
+        keys = next(iter(results.values())).keys()
+        results["average"] = {
+            key: float(np.mean([metrics[key] for metrics in results.values()])) for key in keys
+        }
+        results["average"]["prompts"] = float(sum(len(rows) for rows in benchmarks.values()))
+    return results
+
+
+def benchmark_table(results: dict[str, dict[str, float]]) -> str:
+    """Markdown table: one row per benchmark, one column per metric."""
+    keys = [k for k in next(iter(results.values())) if k != "prompts"]
+    lines = [
+        "| benchmark | prompts | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for name, metrics in results.items():
+        values = " | ".join(f"{metrics[k]:.3f}" for k in keys)
+        lines.append(f"| {name} | {int(metrics['prompts'])} | {values} |")
+    return "\n".join(lines)

@@ -39,9 +39,12 @@ def aggregate(
     raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}; got {loss_type!r}")
 
 
-def normaliser_of(mask: torch.Tensor, loss_type: LossType) -> float:
-    """What ``aggregate`` divides by for a whole mini-batch with this mask."""
-    return float(mask.sum().clamp(min=1.0)) if loss_type == "token_mean" else float(mask.shape[0])
+def normaliser_of(response_lengths: Sequence[int], loss_type: LossType) -> float:
+    """What ``aggregate`` divides by for a whole mini-batch with these response lengths:
+    its token count (at least 1) for token_mean, its sequence count for sequence_mean."""
+    if loss_type == "token_mean":
+        return float(max(sum(response_lengths), 1))
+    return float(len(response_lengths))
 
 
 def raft_loss(

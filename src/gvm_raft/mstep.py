@@ -83,8 +83,8 @@ def _step(
     pad_id: int,
 ) -> dict[str, float]:
     device = accelerator.device
-    full = collate_samples(samples, pad_id)
-    normaliser = normaliser_of(full["response_mask"], config.loss_type)
+    lengths = [len(s.sample.token_ids) for s in samples]
+    normaliser = normaliser_of(lengths, config.loss_type)
     metrics: dict[str, float] = defaultdict(float)
     for start in range(0, len(samples), config.micro_batch_size):
         micro = collate_samples(samples[start : start + config.micro_batch_size], pad_id)
@@ -114,7 +114,7 @@ def _step(
             loss = loss + config.beta * kl
             metrics["kl"] += kl.item()
         accelerator.backward(loss)
-        share = mask.sum().item() / max(full["response_mask"].sum().item(), 1.0)
+        share = mask.sum().item() / max(sum(lengths), 1)
         metrics["loss"] += loss.item()
         for key, value in parts.items():
             metrics[key] += value * share

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from gvm_raft.allocation import allocate, allocation_summary
 from gvm_raft.checkpoint import (
@@ -30,6 +30,7 @@ from gvm_raft.data import PromptRow, load_prompts, render_prompt
 from gvm_raft.estep import ScoredSample, prompt_statistics, sample_and_score
 from gvm_raft.evaluate import evaluate
 from gvm_raft.fileio import atomic_write_text
+from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import RewardFn, close_reward, load_reward
 from gvm_raft.rollout.base import SamplingParams
@@ -307,16 +308,18 @@ def setup(config: TrainConfig, progress: bool) -> Run:
             "output_dir"
         )
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(), log_with=config.log_with, project_dir=str(run_dir)
+        cpu=not torch.cuda.is_available(),
+        log_with=trackers(config.log_with),
+        project_dir=str(run_dir),
     )
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
-    tokenizer = _load_tokenizer(config.model_name_or_path)
-    model = _load_model(source)
+    tokenizer = load_tokenizer(config.model_name_or_path)
+    model = load_causal_lm(source)
     ref_model = None
     if config.algorithm != "raft" and config.beta > 0:
         ref_model = (
-            _load_model(Path(config.model_name_or_path)) if checkpoint else copy.deepcopy(model)
+            load_causal_lm(config.model_name_or_path) if checkpoint else copy.deepcopy(model)
         )
         ref_model.requires_grad_(False).eval().to(accelerator.device)
     optimizer = torch.optim.AdamW(
@@ -360,6 +363,25 @@ def setup(config: TrainConfig, progress: bool) -> Run:
         },
         progress=progress,
     )
+
+
+def trackers(log_with: str | None) -> list[str] | None:
+    """accelerate tracker names from "tensorboard" / "tensorboard,wandb"; each must be installed."""
+    if not log_with:
+        return None
+    import accelerate.tracking
+    import accelerate.utils
+
+    names = [name.strip() for name in log_with.split(",") if name.strip()]
+    for name in names:
+        if name not in accelerate.tracking.LOGGER_TYPE_TO_CLASS:
+            known = ", ".join(accelerate.tracking.LOGGER_TYPE_TO_CLASS)
+            raise ConfigError(f"log_with={log_with}: unknown tracker {name!r} (known: {known})")
+        if not getattr(accelerate.utils, f"is_{name}_available")():
+            raise ConfigError(
+                f"log_with={log_with}: the {name} package is not installed (pip install {name})"
+            )
+    return names
 
 
 def resume_point(run: Run) -> int:
@@ -457,21 +479,3 @@ def record_allocation(
     }
     with open(run.run_dir / ALLOCATIONS_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
-
-
-def _load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"model_name_or_path={path}: cannot load a tokenizer ({err})") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def _load_model(path: Path) -> torch.nn.Module:
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"model_name_or_path={path}: cannot load a causal LM ({err})") from None
-    return model.eval()

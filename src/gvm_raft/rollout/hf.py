@@ -92,7 +92,7 @@ class HFRollout:
             do_sample=not greedy,
             temperature=None if greedy else params.temperature,
             top_p=None if greedy else params.top_p,
-            top_k=0,
+            top_k=None if greedy else 0,
             max_new_tokens=params.max_new_tokens,
             pad_token_id=pad,
             eos_token_id=eos,

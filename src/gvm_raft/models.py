@@ -1,0 +1,44 @@
+"""Loading a Hugging Face causal LM and its tokenizer, with errors that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+
+class ModelLoadError(ValueError):
+    """A model or tokenizer directory that cannot be loaded; the message names the setting."""
+
+
+def _explain(path: str | Path, what: str, setting: str, err: Exception) -> ModelLoadError:
+    if not Path(path).exists():
+        return ModelLoadError(
+            f"{setting}={path}: no such directory (nor a reachable hub model: {err})"
+        )
+    return ModelLoadError(f"{setting}={path}: cannot load a {what} ({err})")
+
+
+def load_tokenizer(
+    path: str | Path, setting: str = "model_name_or_path"
+) -> PreTrainedTokenizerBase:
+    """The tokenizer at path, with pad = eos when it has no pad token."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as err:
+        raise _explain(path, "tokenizer", setting, err) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    path: str | Path, setting: str = "model_name_or_path", dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
+    """The causal LM at path, in eval mode."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise _explain(path, "causal LM", setting, err) from None
+    return model.eval()

@@ -1,0 +1,106 @@
+"""Evaluation metrics against brute force and hand-made outputs; ``gvm-raft eval``."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import pytest
+
+from gvm_raft.cli import main
+from gvm_raft.data import PromptRow
+from gvm_raft.evaluate import benchmark_table, evaluate, evaluate_benchmarks, pass_at_k
+from gvm_raft.rewards import load_reward
+from gvm_raft.rollout.base import Sample, SamplingParams
+
+
+@pytest.mark.parametrize("n", range(1, 7))
+def test_pass_at_k_equals_the_fraction_of_k_subsets_with_a_correct_sample(n):
+    for c in range(n + 1):
+        outcomes = [True] * c + [False] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(combinations(outcomes, k))
+            expected = sum(any(s) for s in subsets) / len(subsets)
+            assert pass_at_k(n, c, k) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="k <= n"):
+        pass_at_k(3, 1, 4)
+
+
+class ScriptedBackend:
+    """Returns fixed completions: the first ``count`` of each prompt's script."""
+
+    def __init__(self, scripts: dict[str, list[str]]) -> None:
+        self.scripts = scripts
+
+    def generate(self, prompts, counts, params, seed):
+        return [
+            [Sample(i, [1], text, [0.0], "stop") for text in self.scripts[prompt][:count]]
+            for i, (prompt, count) in enumerate(zip(prompts, counts, strict=True))
+        ]
+
+
+ROWS = [PromptRow(0, "2+3", "5", {}), PromptRow(1, "3+4", "7", {})]
+SCRIPTS = {
+    "2+3": ["\\boxed{5}", "\\boxed{4}", "so \\boxed{ 4 }"],
+    "3+4": ["\\boxed{7}", "\\boxed{7}", "no box"],
+}
+
+
+def test_evaluate_on_hand_made_outputs():
+    metrics = evaluate(
+        ScriptedBackend(SCRIPTS),
+        ROWS,
+        ["2+3", "3+4"],
+        load_reward("arithmetic"),
+        samples=3,
+        params=SamplingParams(),
+        seed=0,
+    )
+    # Prompt 1: 1 of 3 correct, majority answer 4 (wrong). Prompt 2: 2 of 3, majority 7 (right).
+    # Greedy (the first completion) is right on both.
+    assert metrics == {
+        "accuracy": pytest.approx((1 / 3 + 2 / 3) / 2),
+        "pass@3": 1.0,
+        "maj@3": 0.5,
+        "accuracy_greedy": 1.0,
+    }
+
+
+def test_benchmarks_are_averaged_without_weights():
+    results = evaluate_benchmarks(
+        ScriptedBackend(SCRIPTS),
+        {"one": ROWS[:1], "both": ROWS},
+        lambda problem: problem,
+        load_reward("arithmetic"),
+        samples=2,
+        params=SamplingParams(),
+        seed=0,
+    )
+    assert results["one"]["accuracy"] == pytest.approx(0.5)
+    assert results["both"]["accuracy"] == pytest.approx(0.75)
+    assert results["average"]["accuracy"] == pytest.approx(0.625)
+    assert results["average"]["prompts"] == 3
+    table = benchmark_table(results).splitlines()
+    assert table[0] == "| benchmark | prompts | accuracy | pass@2 | maj@2 | accuracy_greedy |"
+    assert table[-1].startswith("| average | 3 | 0.625 |")
+
+
+def test_eval_command_on_two_files(tiny_world, tmp_path, capsys):
+    data = tiny_world / "data"
+    out = tmp_path / "results.json"
+    args = [str(tiny_world / "model"), str(data / "test.jsonl"), str(data / "train.jsonl")]
+    options = ["--reward", "parity_reward:even_code_point_sum", "--prompt-template", "plain"]
+    options += ["--max-new-tokens", "12", "--samples", "3", "--max-prompts", "5"]
+    assert main(["eval", *args, *options, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert list(results) == ["test", "train", "average"]
+    assert results["test"]["prompts"] == 5 and results["average"]["prompts"] == 10
+    for key in ("accuracy", "pass@3", "maj@3", "accuracy_greedy"):
+        mean = (results["test"][key] + results["train"][key]) / 2
+        assert results["average"][key] == pytest.approx(mean)
+        assert 0 <= results["test"][key] <= 1
+    assert results["test"]["accuracy"] <= results["test"]["pass@3"]
+    assert "| average | 10 |" in capsys.readouterr().out
+
+    assert main(["eval", args[0], str(data / "missing.jsonl")]) == 2
+    assert "missing.jsonl does not exist" in capsys.readouterr().err
