@@ -156,3 +156,19 @@ def test_tensorboard_tracker_receives_metrics(tiny_world, tmp_path):
     assert list(run_dir.rglob("events.out.tfevents.*"))
     with pytest.raises(ConfigError, match="unknown tracker 'tensorbored'"):
         train(config(tiny_world, tmp_path / "x", log_with="tensorbored"), progress=False)
+
+
+def test_exported_stats_reproduce_the_runs_allocation(tiny_world, tmp_path):
+    run_dir = train(config(tiny_world, tmp_path / "run", iterations=2), progress=False)
+    recorded = [
+        json.loads(line) for line in (run_dir / "allocations.jsonl").read_text().splitlines()
+    ]
+    stats, sizes = tmp_path / "stats.jsonl", tmp_path / "sizes.json"
+    assert main(["stats", str(run_dir), "--iteration", "1", "--out", str(stats)]) == 0
+    exported = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [r["prompt_index"] for r in exported] == recorded[0]["prompt_index"]
+    # The run's rule: budget 4 x 4, exact, at least k = 2 per prompt (stage 1 reused).
+    allocate = ["allocate", str(stats), "--budget", "16", "--method", "exact", "--min", "2"]
+    assert main([*allocate, "--out", str(sizes)]) == 0
+    assert json.loads(sizes.read_text()) == recorded[0]["samples"]
+    assert main(["stats", str(run_dir), "--iteration", "7", "--out", str(stats)]) == 2

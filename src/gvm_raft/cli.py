@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_eval(commands)
     _add_report(commands)
+    _add_stats(commands)
     return parser
 
 
@@ -314,6 +315,43 @@ def _run_report(args: argparse.Namespace) -> int:
         if not (run / "metrics.jsonl").exists():
             raise ValueError(f"{run} has no metrics.jsonl: pass run directories of gvm-raft train")
     print(write_report(runs, Path(args.out)))
+    return 0
+
+
+def _add_stats(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "stats",
+        help="export a run iteration's per-prompt statistics in the allocate format",
+        description="Write the per-prompt statistics (p_i, G_i) a training run estimated in one "
+        "iteration as JSON lines that `gvm-raft allocate` reads (plus each prompt's dataset "
+        "row as prompt_index).",
+    )
+    cmd.add_argument("run", help="run directory of gvm-raft train")
+    cmd.add_argument("--iteration", type=int, default=None, help="iteration (default: last)")
+    cmd.add_argument("--out", required=True, help="statistics file to write")
+    cmd.set_defaults(handler=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from gvm_raft.report import read_rows
+    from gvm_raft.stats import PromptStats, write_prompt_stats
+    from gvm_raft.trainer import ALLOCATIONS_FILE
+
+    rows = read_rows(Path(args.run) / ALLOCATIONS_FILE)
+    if not rows:
+        raise ValueError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")
+    chosen = [r for r in rows if args.iteration in (None, r["iteration"])]
+    if not chosen:
+        done = ", ".join(str(r["iteration"]) for r in rows)
+        raise ValueError(f"--iteration {args.iteration} is not in the run (iterations: {done})")
+    row = chosen[-1]
+    stats = PromptStats(np.array(row["grad_norm"]), np.array(row["accept_rate"]))
+    write_prompt_stats(args.out, stats, row["prompt_index"])
+    print(f"iteration {row['iteration']}: {len(row['grad_norm'])} prompts -> {args.out}")
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,12 +135,17 @@ def read_prompt_stats(path: str | os.PathLike[str]) -> PromptStats:
     return PromptStats(grad_norms=values[:, 0], accept_rates=values[:, 1])
 
 
-def write_prompt_stats(path: str | os.PathLike[str], stats: PromptStats) -> None:
-    """Write statistics in the format read_prompt_stats reads (atomically)."""
-    lines = [
-        json.dumps({"index": i, "grad_norm": float(g), "accept_rate": float(p)})
-        for i, (g, p) in enumerate(zip(stats.grad_norms, stats.accept_rates, strict=True))
-    ]
+def write_prompt_stats(
+    path: str | os.PathLike[str], stats: PromptStats, prompt_ids: Sequence[int] | None = None
+) -> None:
+    """Write statistics in the format read_prompt_stats reads (atomically); ``prompt_ids``
+    (the prompts' dataset rows) go in an extra ``prompt_index`` field that readers ignore."""
+    lines = []
+    for i, (g, p) in enumerate(zip(stats.grad_norms, stats.accept_rates, strict=True)):
+        row = {"index": i, "grad_norm": float(g), "accept_rate": float(p)}
+        if prompt_ids is not None:
+            row["prompt_index"] = int(prompt_ids[i])
+        lines.append(json.dumps(row))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
