@@ -5,14 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gvm_raft.gradnorm import group_parameters, per_sample_grad_norms
+from gvm_raft.gradnorm import _Use, group_parameters, per_sample_grad_norms, uses_ghost_norm
 from gvm_raft.logprobs import collate, token_log_probs
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
 
+WIDTHS = {"wide": (32, 48), "narrow": (8, 12)}  # wide: ghost norms for Linear; narrow: dense
 
-def make_model(tied: bool):
+
+def make_model(tied: bool, width: str = "wide"):
+    hidden, intermediate = WIDTHS[width]
     config = TinyModelConfig(
-        hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48, tie_word_embeddings=tied
+        hidden_size=hidden,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=intermediate,
+        tie_word_embeddings=tied,
     )
     model = build_tiny_model(40, config, seed=1)
     return model.double()
@@ -42,10 +49,11 @@ def loop_norms(model, input_ids, attention_mask, mask, group):
     return torch.stack(norms)
 
 
+@pytest.mark.parametrize("width", ["wide", "narrow"])
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("group", ["embedding", "lm_head", "all"])
-def test_batched_norms_equal_the_per_sample_loop(tied, group):
-    model = make_model(tied)
+def test_batched_norms_equal_the_per_sample_loop(tied, group, width):
+    model = make_model(tied, width)
     input_ids, attention_mask, mask = make_batch()
     expected = loop_norms(model, input_ids, attention_mask, mask, group)
     got = per_sample_grad_norms(model, input_ids, attention_mask, mask, group, micro_batch_size=2)
@@ -70,3 +78,11 @@ def test_no_parameter_gradients_are_left_behind():
 def test_unknown_group_is_rejected():
     with pytest.raises(ValueError, match="parameter group must be one of"):
         group_parameters(make_model(tied=False), "attention")
+
+
+def test_ghost_norm_is_chosen_where_it_is_cheaper():
+    up = torch.nn.Linear(32, 48)
+    short, long = torch.zeros(2, 10, 32), torch.zeros(2, 30, 32)
+    assert uses_ghost_norm(_Use(up, short, up(short)), "weight")  # 10 * 80 < 32 * 48
+    assert not uses_ghost_norm(_Use(up, long, up(long)), "weight")  # 30 * 80 > 32 * 48
+    assert not uses_ghost_norm(_Use(up, short, up(short)), "bias")

@@ -11,7 +11,9 @@ gradient is accumulated), and per-sample parameter gradients are rebuilt from th
 Linear  dW_s = sum_t g_{s,t} a_{s,t}^T, db_s = sum_t g_{s,t};
 Embedding  dE_s[v] = sum_{t: x_{s,t} = v} g_{s,t};
 elementwise affine (RMSNorm, LayerNorm)  dw_s = sum_t g_{s,t} * u_{s,t}, u the unit-weight output.
-This is exact because samples in a batch do not interact.
+This is exact because samples in a batch do not interact. A Linear weight used once never
+materialises dW_s when its "ghost norm" is cheaper (tokens T < in*out / (in+out)):
+||dW_s||^2 = sum_{t,u} (a_{s,t} . a_{s,u}) (g_{s,t} . g_{s,u}), two T x T Gram matrices.
 """
 
 from __future__ import annotations
@@ -158,6 +160,8 @@ def _squared_norms(param: nn.Parameter, recorder: _Recorder, batch: int) -> torc
     ]
     if len(uses) == 1 and isinstance(uses[0][0].module, nn.Embedding):
         return _embedding_squared_norms(uses[0][0], param.shape[0])
+    if len(uses) == 1 and uses_ghost_norm(uses[0][0], uses[0][1]):
+        return _ghost_squared_norms(uses[0][0])
     chunk = max(1, _DENSE_FLOATS // param.numel())
     out = []
     for start in range(0, batch, chunk):
@@ -184,6 +188,24 @@ def _contribution(use: _Use, name: str, rows: slice, shape: torch.Size) -> torch
     if isinstance(module, nn.Linear):
         return torch.einsum("bto,bti->boi", grad, inputs)
     return (grad * inputs).sum(1)
+
+
+def uses_ghost_norm(use: _Use, name: str) -> bool:
+    """Whether a Linear weight's per-sample norm is cheaper from Gram matrices (T^2 (in + out)
+    multiply-adds per sample) than from the dense gradient (T in out)."""
+    if not isinstance(use.module, nn.Linear) or name != "weight":
+        return False
+    tokens = use.inputs.flatten(1, -2).shape[1]
+    return tokens * (use.module.in_features + use.module.out_features) < (
+        use.module.in_features * use.module.out_features
+    )
+
+
+def _ghost_squared_norms(use: _Use) -> torch.Tensor:
+    """||sum_t g_t a_t^T||_F^2 = <A A^T, G G^T>_F per sample, without forming the gradient."""
+    grad = use.grad.float().flatten(1, -2)
+    inputs = use.inputs.float().flatten(1, -2)
+    return (grad @ grad.transpose(1, 2)).mul_(inputs @ inputs.transpose(1, 2)).sum((1, 2))
 
 
 def _embedding_squared_norms(use: _Use, vocab: int) -> torch.Tensor:
