@@ -16,6 +16,8 @@ from gvm_raft.allocation import (
     continuous_allocation,
     gini,
     gradient_variance,
+    knapsack_allocate,
+    knapsack_value,
     regularised_accept_rate,
 )
 
@@ -274,3 +276,36 @@ def test_gini_and_summary():
     assert summary["variance"] == pytest.approx(objective(n, g, p, alpha=0.0))
     assert summary["variance_uniform"] == pytest.approx(1 / (4 * 0.5) + 16 / (4 * 0.25))
     assert summary["variance_ratio"] < 1.0
+
+
+def test_knapsack_value_hand_values():
+    # p = 1/2, n = 2: P(mixed group) = 1 - 1/4 - 1/4 = 1/2, gain p(1-p)^2 = 1/8.
+    assert knapsack_value(2, 0.5) == pytest.approx(1 / 16)
+    assert knapsack_value(1, 0.3) == 0.0  # one sample never has reward variance
+    assert knapsack_value(5, 0.0) == 0.0 and knapsack_value(5, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_knapsack_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    m, budget = int(rng.integers(1, 4)), int(rng.integers(0, 10))
+    p = rng.choice([0.0, 0.1, 0.25, 0.5, 0.8, 1.0], m)
+    lo, hi = rng.integers(0, 2, m), rng.integers(3, 8, m)
+    if lo.sum() > budget or hi.sum() < budget:
+        with pytest.raises(ValueError):
+            knapsack_allocate(p, budget, min_samples=lo, max_samples=hi)
+        return
+    n = knapsack_allocate(p, budget, min_samples=lo, max_samples=hi)
+    assert n.sum() == budget and (n >= lo).all() and (n <= hi).all()
+    best = max(
+        knapsack_value(np.array(c), p).sum()
+        for c in itertools.product(*[range(a, b + 1) for a, b in zip(lo, hi, strict=True)])
+        if sum(c) == budget
+    )
+    assert knapsack_value(n, p).sum() == pytest.approx(best, abs=1e-12)
+
+
+def test_knapsack_spreads_an_uninformative_budget_evenly():
+    assert knapsack_allocate([0.0, 1.0, 0.0], 7).tolist() == [3, 2, 2]
+    # informative prompts first; p = 1/2 has the largest gains
+    assert knapsack_allocate([0.5, 0.0, 0.9], 6, min_samples=1).tolist()[1] == 1

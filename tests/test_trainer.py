@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import gvm_raft.trainer
+from gvm_raft.allocation import allocate, knapsack_allocate
 from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, TrainConfig, load_config, save_config
 from gvm_raft.trainer import train
@@ -172,3 +174,47 @@ def test_exported_stats_reproduce_the_runs_allocation(tiny_world, tmp_path):
     assert main([*allocate, "--out", str(sizes)]) == 0
     assert json.loads(sizes.read_text()) == recorded[0]["samples"]
     assert main(["stats", str(run_dir), "--iteration", "7", "--out", str(stats)]) == 2
+
+
+def allocations(run_dir):
+    return [json.loads(line) for line in (run_dir / "allocations.jsonl").read_text().splitlines()]
+
+
+def test_knapsack_and_acceptance_only_arms_follow_their_rules(tiny_world, tmp_path):
+    knapsack = train(config(tiny_world, tmp_path / "k", allocation="knapsack"), progress=False)
+    for row in allocations(knapsack):
+        expected = knapsack_allocate(row["accept_rate"], 16, min_samples=2)
+        assert row["samples"] == expected.tolist()
+    p_only = train(config(tiny_world, tmp_path / "p", gvm_use_grad_norms=False), progress=False)
+    for row in allocations(p_only):
+        ones = np.ones(len(row["accept_rate"]))
+        expected = allocate(ones, row["accept_rate"], 16, "exact", min_samples=2)
+        assert row["samples"] == expected.tolist()
+
+
+def test_online_statistics_come_from_the_previous_visit(tiny_world, tmp_path):
+    run_dir = train(
+        config(tiny_world, tmp_path / "o", online_stats=True, stage1_samples=0, iterations=5),
+        progress=False,
+    )
+    metrics = rows(run_dir)
+    assert all(m["samples/stage1"] == 0 and m["samples/stage2"] == 16 for m in metrics[1:])
+    recorded = allocations(run_dir)
+    # 16 prompts, 4 per iteration: the first epoch sees every prompt once, uniformly.
+    assert all(r["samples"] == [4, 4, 4, 4] for r in recorded[:4])
+    assert all(r["accept_rate"] == [1.0] * 4 for r in recorded[:4])  # none yet: all equal
+    assert sum(recorded[4]["samples"]) == 16
+    with pytest.raises(ConfigError, match="stage1_samples=0"):
+        config(tiny_world, tmp_path / "x", online_stats=True)
+
+
+def test_dynamic_filtering_keeps_informative_groups_only(tiny_world, tmp_path):
+    run_dir = train(
+        config(tiny_world, tmp_path / "d", allocation="uniform", dynamic_filtering=True),
+        progress=False,
+    )
+    for m in rows(run_dir)[1:]:
+        assert m["frac_reward_zero_std"] == 0.0
+        assert m["train/samples"] == 4 * m["filter/kept_groups"]
+        assert m["samples/stage2"] == 8 + 16 * m["filter/rounds"]  # 4 x (4 - 2 reused) + refills
+        assert m["filter/kept_groups"] == 4 or m["filter/rounds"] == 3

@@ -75,7 +75,10 @@ class TrainConfig:
     rollout_batch_size: int = doc("sequences per generate call", default=128)
 
     # Allocation
-    allocation: Literal["gvm", "uniform"] = doc("'gvm' or 'uniform' (the baseline)", default="gvm")
+    allocation: Literal["gvm", "uniform", "knapsack"] = doc(
+        "'gvm', 'uniform' (the baseline) or 'knapsack' (Knapsack-RL, from stage-1 p_i)",
+        default="gvm",
+    )
     allocation_method: str = doc("integer rule: 'rounding' (reference) or 'exact'", default="exact")
     gvm_alpha: float = doc("alpha of q = p + alpha / p^(beta - 1)", default=1e-3)
     gvm_beta: float = doc("beta of q = p + alpha / p^(beta - 1)", default=2.0)
@@ -88,6 +91,21 @@ class TrainConfig:
         "prompts expected to yield fewer get none (0 = off)", default=0.0
     )
     grad_norm_group: str = doc("parameters of G_i: embedding, lm_head or all", default="embedding")
+    gvm_use_grad_norms: bool = doc(
+        "false: G_i = 1 for every prompt (GVM from acceptance rates only, an ablation)",
+        default=True,
+    )
+    online_stats: bool = doc(
+        "allocate from a prompt's statistics of its previous visit (no stage 1; needs "
+        "stage1_samples=0); unseen prompts get the batch's mean estimates",
+        default=False,
+    )
+    dynamic_filtering: bool = doc(
+        "DAPO: drop groups whose rewards are all equal and refill from further prompts "
+        "(num_generations each) until prompts_per_iteration groups remain",
+        default=False,
+    )
+    max_filter_rounds: int = doc("refill rounds of dynamic_filtering at most", default=3)
     accept_rate_prior: tuple[float, float] = doc(
         "Beta(a, b) prior of p_i; (0, 0) = plain ratio", default=(0.0, 0.0)
     )
@@ -161,6 +179,7 @@ def validate(config: TrainConfig) -> None:
         "weight_decay",
         "gvm_alpha",
         "min_expected_accepted",
+        "max_filter_rounds",
     ]:
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must be >= 0; got {getattr(config, name)}")
@@ -174,8 +193,14 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(
                 f"{name} must be one of {', '.join(allowed)}; got {getattr(config, name)!r}"
             )
-    if config.allocation == "gvm" and config.stage1_samples < 1:
-        raise ConfigError("allocation=gvm needs stage1_samples >= 1 to estimate p_i and G_i")
+    if config.online_stats:
+        if config.stage1_samples:
+            raise ConfigError("online_stats=true replaces stage 1: set stage1_samples=0")
+    elif config.allocation != "uniform" and config.stage1_samples < 1:
+        raise ConfigError(
+            f"allocation={config.allocation} needs stage1_samples >= 1 to estimate p_i "
+            "(or online_stats=true)"
+        )
     if config.reuse_stage1 and config.stage1_samples > config.num_generations:
         raise ConfigError(
             f"with reuse_stage1, num_generations ({config.num_generations}) must be at least "

@@ -46,8 +46,10 @@ def sample_and_score(
     reward_fn: RewardFn,
     accept_threshold: float,
     stage: int,
+    first_position: int = 0,
 ) -> list[list[ScoredSample]]:
-    """counts[i] scored samples of prompt i (grouped per prompt)."""
+    """counts[i] scored samples of prompt i (grouped per prompt); prompt i's samples carry
+    prompt_position first_position + i (the group id of GRPO)."""
     generated = backend.generate(prompts, counts, params, seed)
     flat = [(i, s) for i, group in enumerate(generated) for s in group]
     rewards = score(reward_fn, rows, prompts, [i for i, _ in flat], [s.text for _, s in flat])
@@ -55,7 +57,9 @@ def sample_and_score(
     scored: list[list[ScoredSample]] = [[] for _ in prompts]
     for (i, sample), reward in zip(flat, rewards, strict=True):
         scored[i].append(
-            ScoredSample(i, prompt_ids[i], sample, reward, reward >= accept_threshold, stage)
+            ScoredSample(
+                first_position + i, prompt_ids[i], sample, reward, reward >= accept_threshold, stage
+            )
         )
     return scored
 
@@ -113,10 +117,10 @@ def prompt_statistics(
     """(accepted, sampled, G) per prompt; G = mean gradient norm of the accepted samples."""
     accepted = np.array([sum(s.accepted for s in g) for g in groups], dtype=np.float64)
     sampled = np.array([len(g) for g in groups], dtype=np.float64)
-    kept = [s for g in groups for s in g if s.accepted and s.sample.token_ids]
+    kept = [(i, s) for i, g in enumerate(groups) for s in g if s.accepted and s.sample.token_ids]
     norms: list[list[float]] = [[] for _ in groups]
     if kept:
-        batch = collate_samples(kept, pad_id)
+        batch = collate_samples([s for _, s in kept], pad_id)
         values = per_sample_grad_norms(
             model,
             batch["input_ids"],
@@ -125,6 +129,6 @@ def prompt_statistics(
             group,
             micro_batch_size,
         )
-        for s, value in zip(kept, values.tolist(), strict=True):
-            norms[s.prompt_position].append(value)
+        for (i, _), value in zip(kept, values.tolist(), strict=True):
+            norms[i].append(value)
     return accepted, sampled, mean_accepted_grad_norm(norms)

@@ -94,6 +94,10 @@ class RunningPromptStats:
             accept_rates=np.array([self.accept_rate.get(pid, unseen) for pid in prompt_ids]),
         )
 
+    def seen(self, prompt_ids: list[int]) -> np.ndarray:
+        """Whether each prompt has estimates from an earlier visit."""
+        return np.array([pid in self.accept_rate for pid in prompt_ids], dtype=bool)
+
     def state_dict(self) -> dict:
         return {
             "accept_rate": {str(k): v for k, v in self.accept_rate.items()},

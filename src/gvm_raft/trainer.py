@@ -18,7 +18,7 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
-from gvm_raft.allocation import allocate, allocation_summary
+from gvm_raft.allocation import allocate, allocation_summary, knapsack_allocate
 from gvm_raft.checkpoint import (
     latest_checkpoint,
     load_optimizer_and_scheduler,
@@ -89,20 +89,17 @@ def run_iteration(run: Run, iteration: int) -> dict:
         len(run.train_rows), config.prompts_per_iteration, config.seed, iteration
     )
     rows = [run.train_rows[i] for i in positions]
+    ids = [r.index for r in rows]
     prompts = [render(run, row) for row in rows]
     k = config.stage1_samples
 
     stage1 = (
         sample(run, rows, prompts, [k] * len(rows), iteration, stage=1) if k else [[] for _ in rows]
     )
-    accepted, sampled, grad_norms = prompt_statistics(
-        run.accelerator.unwrap_model(run.model),
-        stage1,
-        run.tokenizer.pad_token_id,
-        config.grad_norm_group,
-        config.micro_batch_size,
-    )
-    estimates = run.stats.update([r.index for r in rows], accepted, sampled, grad_norms)
+    if config.online_stats:
+        estimates = previous_estimates(run.stats, ids)
+    else:
+        estimates = run.stats.update(ids, *measure(run, stage1))
     timer.lap("stage1")
 
     sizes, fallbacks = allocate_samples(config, estimates)
@@ -114,6 +111,15 @@ def run_iteration(run: Run, iteration: int) -> dict:
     groups = [
         (g1 if config.reuse_stage1 else []) + g2 for g1, g2 in zip(stage1, stage2, strict=True)
     ]
+    group_sizes = np.array([len(g) for g in groups])
+    if config.online_stats:
+        visited = [i for i, g in enumerate(groups) if g]
+        accepted, sampled, grad_norms = measure(run, [groups[i] for i in visited])
+        run.stats.update([ids[i] for i in visited], accepted, sampled, grad_norms)
+    filtering: dict[str, float] = {}
+    if config.dynamic_filtering:
+        groups, refills, filtering = refill_informative_groups(run, positions, groups, iteration)
+        stage2 = stage2 + refills
     batch = [s for group in groups for s in group]
     timer.lap("stage2")
 
@@ -134,16 +140,41 @@ def run_iteration(run: Run, iteration: int) -> dict:
     evaluation = evaluate_policy(run)
     timer.lap("eval")
 
-    group_sizes = np.array([len(g) for g in groups])
     record_allocation(run, iteration, rows, estimates, group_sizes)
     return (
         {"iteration": iteration, "epoch": ((iteration - 1) * len(rows)) // len(run.train_rows)}
         | sample_metrics(run, stage1, stage2, groups)
         | allocation_metrics(group_sizes, extra, estimates, fallbacks)
+        | filtering
         | {f"train/{key}": value for key, value in update.items()}
         | evaluation
         | timer.laps
     )
+
+
+def measure(
+    run: Run, groups: list[list[ScoredSample]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(accepted, sampled, G) per group, G on the configured parameter group."""
+    return prompt_statistics(
+        run.accelerator.unwrap_model(run.model),
+        groups,
+        run.tokenizer.pad_token_id,
+        run.config.grad_norm_group,
+        run.config.micro_batch_size,
+    )
+
+
+def previous_estimates(stats: RunningPromptStats, prompt_ids: list[int]) -> PromptStats:
+    """Estimates from each prompt's previous visit; unseen prompts get the mean of the seen
+    ones (all equal, i.e. a uniform allocation, when none was seen)."""
+    estimates = stats.estimates(prompt_ids)
+    seen = stats.seen(prompt_ids)
+    if not seen.any():
+        return PromptStats(np.ones(len(prompt_ids)), np.ones(len(prompt_ids)))
+    for values in (estimates.grad_norms, estimates.accept_rates):
+        values[~seen] = values[seen].mean()
+    return estimates
 
 
 def allocate_samples(config: TrainConfig, estimates: PromptStats) -> tuple[np.ndarray, int]:
@@ -151,12 +182,23 @@ def allocate_samples(config: TrainConfig, estimates: PromptStats) -> tuple[np.nd
 
     With reuse_stage1 every prompt already holds k samples, so n_i >= k.
     """
-    method = "uniform" if config.allocation == "uniform" else config.allocation_method
     minimum = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
+    if config.allocation == "knapsack":
+        sizes = knapsack_allocate(
+            estimates.accept_rates,
+            config.budget,
+            min_samples=minimum,
+            max_samples=config.max_generations,
+        )
+        return sizes, 0
+    method = "uniform" if config.allocation == "uniform" else config.allocation_method
+    grad_norms = (
+        estimates.grad_norms if config.gvm_use_grad_norms else np.ones_like(estimates.grad_norms)
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sizes = allocate(
-            estimates.grad_norms,
+            grad_norms,
             estimates.accept_rates,
             config.budget,
             method,
@@ -170,6 +212,51 @@ def allocate_samples(config: TrainConfig, estimates: PromptStats) -> tuple[np.nd
     return sizes, len(caught)
 
 
+def refill_informative_groups(
+    run: Run, positions: list[int], groups: list[list[ScoredSample]], iteration: int
+) -> tuple[list[list[ScoredSample]], list[list[ScoredSample]], dict[str, float]]:
+    """DAPO's dynamic sampling: keep groups whose rewards differ, and while fewer than the
+    iteration's prompt count remain (at most max_filter_rounds times), sample num_generations
+    responses for as many fresh prompts and keep their informative groups. Returns the kept
+    groups (at most the prompt count), the refill groups (for sample counts) and metrics."""
+    config = run.config
+    target = len(groups)
+
+    def informative(group: list[ScoredSample]) -> bool:
+        return len({s.reward for s in group}) > 1
+
+    kept = [g for g in groups if informative(g)]
+    refills: list[list[ScoredSample]] = []
+    rounds = 0
+    used = set(positions)
+    while len(kept) < target and rounds < config.max_filter_rounds:
+        rounds += 1
+        rng = np.random.default_rng([config.seed, iteration, 4, rounds])
+        fresh = [i for i in rng.permutation(len(run.train_rows)).tolist() if i not in used]
+        fresh = fresh[:target]
+        if not fresh:
+            break
+        used.update(fresh)
+        rows = [run.train_rows[i] for i in fresh]
+        new = sample(
+            run,
+            rows,
+            [render(run, r) for r in rows],
+            [config.num_generations] * len(rows),
+            iteration,
+            stage=2 + rounds,
+            first_position=target * rounds,
+        )
+        refills.extend(new)
+        kept.extend(g for g in new if informative(g))
+    metrics = {
+        "filter/informative_first_round": sum(informative(g) for g in groups),
+        "filter/rounds": rounds,
+        "filter/kept_groups": min(len(kept), target),
+    }
+    return kept[:target], refills, metrics
+
+
 def sample(
     run: Run,
     rows: list[PromptRow],
@@ -177,10 +264,11 @@ def sample(
     counts: list[int],
     iteration: int,
     stage: int,
+    first_position: int = 0,
 ) -> list[list[ScoredSample]]:
     config = run.config
     params = SamplingParams(config.temperature, config.top_p, config.max_completion_length)
-    seed = (config.seed * 1_000_003 + iteration * 10 + stage) % 2**63
+    seed = (config.seed * 1_000_003 + iteration * 1_000 + stage) % 2**63
     return sample_and_score(
         run.backend,
         run.tokenizer,
@@ -192,6 +280,7 @@ def sample(
         run.reward_fn,
         config.accept_threshold,
         stage,
+        first_position,
     )
 
 
