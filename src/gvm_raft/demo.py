@@ -9,12 +9,10 @@ from gvm_raft.config import load_config
 from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world
 from gvm_raft.trainer import train
 
-DEMO_CONFIG = "demo.yaml"
 
-
-def demo_config_path() -> Path:
-    """configs/demo.yaml, shipped inside the package as well for pip installs."""
-    return Path(str(resources.files("gvm_raft") / "configs" / DEMO_CONFIG))
+def bundled_config(name: str = "demo.yaml") -> Path:
+    """A config of configs/, shipped inside the package as well for pip installs."""
+    return Path(str(resources.files("gvm_raft") / "configs" / name))
 
 
 def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
@@ -23,7 +21,7 @@ def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
     print(format_world_report(report, world_dir), flush=True)
     world = Path(world_dir)
     config = load_config(
-        demo_config_path(),
+        bundled_config(),
         overrides,
         model_name_or_path=str(world / "model"),
         train_file=str(world / "data" / "train.jsonl"),
