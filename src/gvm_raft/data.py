@@ -17,6 +17,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from gvm_raft.rewards.boxed import last_boxed
+
 
 @dataclass(frozen=True)
 class PromptRow:
@@ -75,7 +77,11 @@ def load_prompts(
 
 
 def normalise_answer(answer: Any) -> str | None:
-    """A reference answer as a string, or None when unusable (missing, empty, NaN)."""
+    """A reference answer as a string, or None when unusable (missing, empty, NaN).
+
+    Numbers take their shortest form (27.0 -> "27"), lists are comma-joined, and a text holding
+    ``\\boxed{}`` (a worked solution, as in Minerva Math) is reduced to its last boxed content.
+    """
     if answer is None or isinstance(answer, bool):
         return None
     if isinstance(answer, float):
@@ -89,6 +95,8 @@ def normalise_answer(answer: Any) -> str | None:
         parts = [p for p in parts if p is not None]
         return ", ".join(parts) if parts else None
     text = str(answer).strip()
+    if "\\boxed" in text:
+        text = (last_boxed(text) or "").strip()
     return text or None
 
 
