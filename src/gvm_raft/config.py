@@ -72,7 +72,14 @@ class TrainConfig:
     )
     top_p: float = doc("nucleus sampling threshold", default=1.0)
     max_completion_length: int = doc("maximum new tokens per sample", default=256)
-    rollout_batch_size: int = doc("sequences per generate call", default=128)
+    rollout_backend: Literal["hf", "vllm"] = doc(
+        "'hf' (transformers generate, CPU or GPU) or 'vllm' (GPU engine in the trainer process)",
+        default="hf",
+    )
+    rollout_batch_size: int = doc("sequences per generate call (hf backend)", default=128)
+    vllm_gpu_memory_utilization: float = doc(
+        "GPU memory fraction of the vLLM engine (the trainer needs the rest)", default=0.4
+    )
 
     # Allocation
     allocation: Literal["gvm", "uniform", "knapsack"] = doc(
@@ -127,6 +134,9 @@ class TrainConfig:
     weight_decay: float = doc("AdamW weight decay", default=0.01)
     warmup_steps: int = doc("linear warm-up steps, then constant", default=0)
     max_grad_norm: float = doc("gradient clipping norm", default=1.0)
+    mixed_precision: Literal["no", "bf16", "fp16"] = doc(
+        "accelerate autocast for forward/backward (fp32 master weights)", default="no"
+    )
     mini_batch_size: int = doc("samples per optimizer step (same for every arm)", default=64)
     micro_batch_size: int = doc("samples per forward/backward (gradient accumulation)", default=16)
     ppo_epochs: int = doc("passes over each iteration's batch", default=1)
@@ -218,6 +228,11 @@ def validate(config: TrainConfig) -> None:
         )
     if not 0 <= config.max_accept_rate <= 1:
         raise ConfigError(f"max_accept_rate must lie in [0, 1]; got {config.max_accept_rate}")
+    if not 0 < config.vllm_gpu_memory_utilization <= 1:
+        raise ConfigError(
+            "vllm_gpu_memory_utilization must lie in (0, 1]; "
+            f"got {config.vllm_gpu_memory_utilization}"
+        )
     if not 0 < config.top_p <= 1:
         raise ConfigError(f"top_p must lie in (0, 1]; got {config.top_p}")
     if config.temperature <= 0 or config.eval_temperature < 0:

@@ -33,7 +33,7 @@ from gvm_raft.fileio import atomic_write_text
 from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import RewardFn, close_reward, load_reward
-from gvm_raft.rollout.base import SamplingParams
+from gvm_raft.rollout.base import RolloutBackend, SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
@@ -54,7 +54,7 @@ class Run:
     tokenizer: PreTrainedTokenizerBase
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    backend: HFRollout
+    backend: RolloutBackend
     reward_fn: RewardFn
     train_rows: list[PromptRow]
     test_rows: list[PromptRow]
@@ -135,6 +135,7 @@ def run_iteration(run: Run, iteration: int) -> dict:
         run.tokenizer.pad_token_id,
         rng,
     )
+    run.backend.sync_weights(run.accelerator.unwrap_model(run.model))
     timer.lap("update")
 
     evaluation = evaluate_policy(run)
@@ -398,6 +399,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
         )
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
+        mixed_precision=config.mixed_precision,
         log_with=trackers(config.log_with),
         project_dir=str(run_dir),
     )
@@ -429,9 +431,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     save_config(config, run_dir / "config.yaml")
     if config.log_with:
         accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
-    backend = HFRollout(
-        accelerator.unwrap_model(model), tokenizer, config.rollout_batch_size, progress
-    )
+    backend = make_backend(config, source, accelerator.unwrap_model(model), tokenizer, progress)
     return Run(
         config=config,
         run_dir=run_dir,
@@ -471,6 +471,29 @@ def trackers(log_with: str | None) -> list[str] | None:
                 f"log_with={log_with}: the {name} package is not installed (pip install {name})"
             )
     return names
+
+
+def make_backend(
+    config: TrainConfig,
+    source: Path,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    progress: bool,
+) -> RolloutBackend:
+    """The configured rollout backend; vLLM starts from the weights the trainer loaded."""
+    if config.rollout_backend == "hf":
+        return HFRollout(model, tokenizer, config.rollout_batch_size, progress)
+    from gvm_raft.rollout.vllm import VLLMRollout
+
+    try:
+        return VLLMRollout(
+            source,
+            tokenizer,
+            config.vllm_gpu_memory_utilization,
+            progress=progress,
+        )
+    except ImportError as err:
+        raise ConfigError(str(err)) from None
 
 
 def resume_point(run: Run) -> int:

