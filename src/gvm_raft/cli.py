@@ -180,11 +180,14 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from gvm_raft.config import load_config
     from gvm_raft.trainer import train
 
     run_dir = train(load_config(args.config, args.overrides))
-    print(f"run directory: {run_dir}")
+    if PartialState().is_main_process:
+        print(f"run directory: {run_dir}")
     return 0
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
+
 from gvm_raft.config import load_config
+from gvm_raft.report import write_report
 from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world
 from gvm_raft.trainer import train
 
@@ -16,9 +20,16 @@ def bundled_config(name: str = "demo.yaml") -> Path:
 
 
 def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
-    """Prepare (or reuse) the world, train (or resume) the demo run, write its report."""
-    report = prepare_demo_world(world_dir)
-    print(format_world_report(report, world_dir), flush=True)
+    """Prepare (or reuse) the world, train (or resume) the demo run, write its report.
+
+    Under several processes (accelerate launch / torchrun) the main process builds the world
+    and writes the report; the others wait for it.
+    """
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.main_process_first():
+        report = prepare_demo_world(world_dir)
+    if state.is_main_process:
+        print(format_world_report(report, world_dir), flush=True)
     world = Path(world_dir)
     config = load_config(
         bundled_config(),
@@ -30,7 +41,6 @@ def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
         resume=True,  # a re-run continues (or just re-reports) the demo run
     )
     run_dir = train(config)
-    from gvm_raft.report import write_report
-
-    print(write_report([run_dir], run_dir / "report"), flush=True)
+    if state.is_main_process:
+        print(write_report([run_dir], run_dir / "report"), flush=True)
     return run_dir

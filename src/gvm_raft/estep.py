@@ -46,10 +46,11 @@ def sample_and_score(
     reward_fn: RewardFn,
     accept_threshold: float,
     stage: int,
-    first_position: int = 0,
+    positions: Sequence[int] | None = None,
 ) -> list[list[ScoredSample]]:
     """counts[i] scored samples of prompt i (grouped per prompt); prompt i's samples carry
-    prompt_position first_position + i (the group id of GRPO)."""
+    prompt_position positions[i] (default i), the group id of GRPO."""
+    positions = list(range(len(prompts))) if positions is None else list(positions)
     generated = backend.generate(prompts, counts, params, seed)
     flat = [(i, s) for i, group in enumerate(generated) for s in group]
     rewards = score(reward_fn, rows, prompts, [i for i, _ in flat], [s.text for _, s in flat])
@@ -58,7 +59,7 @@ def sample_and_score(
     for (i, sample), reward in zip(flat, rewards, strict=True):
         scored[i].append(
             ScoredSample(
-                first_position + i, prompt_ids[i], sample, reward, reward >= accept_threshold, stage
+                positions[i], prompt_ids[i], sample, reward, reward >= accept_threshold, stage
             )
         )
     return scored

@@ -8,14 +8,18 @@ Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0); GRPO group-normal
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 
 from gvm_raft.config import TrainConfig
+from gvm_raft.distributed import sum_across
 from gvm_raft.estep import ScoredSample, collate_samples
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.losses import aggregate, grpo_advantages, kl_k3, normaliser_of, policy_loss, raft_loss
@@ -40,36 +44,73 @@ def update_policy(
     pad_id: int,
     rng: np.random.Generator,
 ) -> dict[str, float]:
-    """Run ppo_epochs passes of mini-batch steps; returns mean metrics and the step count."""
+    """Run ppo_epochs passes of mini-batch steps; returns mean metrics and the step count.
+
+    Every process holds the same samples and the same order; each takes every world-th sample
+    of a mini-batch, and its loss is scaled so that the data-parallel average of the processes'
+    gradients equals the whole mini-batch's gradient.
+    """
     if config.algorithm == "raft":
         samples = [s for s in samples if s.accepted]
     samples = [s for s in samples if s.sample.token_ids]
     if not samples:
         return {"optimizer_steps": 0}
     advantages = advantages_for(config, samples)
+    rank, world = accelerator.process_index, accelerator.num_processes
     sums: dict[str, float] = defaultdict(float)
-    steps = 0
+    grad_norms: list[float] = []
     model.train()
     for _ in range(config.ppo_epochs):
         order = rng.permutation(len(samples))
         for start in range(0, len(samples), config.mini_batch_size):
             chosen = order[start : start + config.mini_batch_size].tolist()
-            metrics = _step(
+            mine = chosen[rank::world]
+            lengths = [len(samples[i].sample.token_ids) for i in chosen]
+            share = math.ceil(len(chosen) / world)
+            metrics, grad_norm = _step(
                 config,
                 accelerator,
                 model,
                 ref_model,
                 optimizer,
-                [samples[i] for i in chosen],
-                advantages[chosen],
+                MiniBatch(
+                    samples=[samples[i] for i in mine],
+                    advantages=advantages[mine],
+                    normaliser=normaliser_of(lengths, config.loss_type),
+                    tokens=sum(lengths),
+                    micro_batches=math.ceil(share / config.micro_batch_size),
+                    filler=samples[chosen[0]],
+                ),
                 pad_id,
             )
             scheduler.step()
-            steps += 1
+            grad_norms.append(grad_norm)
             for key, value in metrics.items():
                 sums[key] += value
     model.eval()
-    return {key: value / steps for key, value in sums.items()} | {"optimizer_steps": steps}
+    steps = len(grad_norms)
+    totals = sum_across(accelerator, dict(sums))
+    return {key: value / steps for key, value in totals.items()} | {
+        "grad_norm": float(np.mean(grad_norms)),
+        "optimizer_steps": steps,
+    }
+
+
+@dataclass
+class MiniBatch:
+    """This process's share of one optimizer step's samples.
+
+    normaliser, tokens: of the whole mini-batch (all processes); micro_batches: the same count
+    on every process (a process whose share runs out backpropagates ``filler`` with weight 0,
+    so every process takes part in every gradient all-reduce).
+    """
+
+    samples: list[ScoredSample]
+    advantages: torch.Tensor
+    normaliser: float
+    tokens: int
+    micro_batches: int
+    filler: ScoredSample
 
 
 def _step(
@@ -78,52 +119,64 @@ def _step(
     model: torch.nn.Module,
     ref_model: torch.nn.Module | None,
     optimizer: torch.optim.Optimizer,
-    samples: list[ScoredSample],
-    advantages: torch.Tensor,
+    batch: MiniBatch,
     pad_id: int,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], float]:
+    """Accumulate the mini-batch's gradient over micro-batches, clip, and step.
+
+    Each process's loss is multiplied by the process count: data-parallel training averages
+    gradients over processes, and the losses are already normalised by the whole mini-batch.
+    """
     device = accelerator.device
-    lengths = [len(s.sample.token_ids) for s in samples]
-    normaliser = normaliser_of(lengths, config.loss_type)
+    size = config.micro_batch_size
     metrics: dict[str, float] = defaultdict(float)
-    for start in range(0, len(samples), config.micro_batch_size):
-        micro = collate_samples(samples[start : start + config.micro_batch_size], pad_id)
-        micro = {k: v.to(device) for k, v in micro.items()}
-        adv = advantages[start : start + config.micro_batch_size].to(device)
+    for index in range(batch.micro_batches):
+        chunk = batch.samples[index * size : (index + 1) * size]
+        weight = float(accelerator.num_processes) if chunk else 0.0
+        adv = batch.advantages[index * size : (index + 1) * size] if chunk else torch.zeros(1)
+        chunk = chunk or [batch.filler]
+        micro = {k: v.to(device) for k, v in collate_samples(chunk, pad_id).items()}
         ids, att, mask = micro["input_ids"], micro["attention_mask"], micro["response_mask"]
-        log_probs = token_log_probs(model, ids, att, config.temperature)
-        if config.algorithm == "raft":
-            loss = raft_loss(log_probs, mask, micro["accepted"], config.loss_type, normaliser)
-            parts: dict[str, float] = {}
-        else:
-            loss, parts = policy_loss(
-                log_probs,
-                micro["old_log_probs"],
-                adv,
-                mask,
-                config.epsilon,
-                config.epsilon_high,
-                config.dual_clip,
-                config.loss_type,
-                normaliser,
-            )
-        if ref_model is not None and config.beta > 0:
-            with torch.no_grad():
-                ref_log_probs = token_log_probs(ref_model, ids, att, config.temperature)
-            kl = aggregate(kl_k3(log_probs, ref_log_probs), mask, config.loss_type, normaliser)
-            loss = loss + config.beta * kl
-            metrics["kl"] += kl.item()
-        accelerator.backward(loss)
-        share = mask.sum().item() / max(sum(lengths), 1)
+        last = index == batch.micro_batches - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            log_probs = token_log_probs(model, ids, att, config.temperature)
+            if config.algorithm == "raft":
+                loss = raft_loss(
+                    log_probs, mask, micro["accepted"], config.loss_type, batch.normaliser
+                )
+                parts: dict[str, float] = {}
+            else:
+                loss, parts = policy_loss(
+                    log_probs,
+                    micro["old_log_probs"],
+                    adv.to(device),
+                    mask,
+                    config.epsilon,
+                    config.epsilon_high,
+                    config.dual_clip,
+                    config.loss_type,
+                    batch.normaliser,
+                )
+            if ref_model is not None and config.beta > 0:
+                with torch.no_grad():
+                    ref_log_probs = token_log_probs(ref_model, ids, att, config.temperature)
+                kl = aggregate(
+                    kl_k3(log_probs, ref_log_probs), mask, config.loss_type, batch.normaliser
+                )
+                loss = loss + config.beta * kl
+                if weight:
+                    metrics["kl"] += kl.item()
+            accelerator.backward(loss * weight)
+        if not weight:
+            continue
+        share = mask.sum().item() / max(batch.tokens, 1)
         metrics["loss"] += loss.item()
         for key, value in parts.items():
             metrics[key] += value * share
         with torch.no_grad():
             entropy_proxy = -(log_probs * mask).sum() / mask.sum().clamp(min=1.0)
         metrics["neg_log_prob"] += entropy_proxy.item() * share
-    metrics["grad_norm"] = float(
-        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    )
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return metrics
+    return metrics, grad_norm
