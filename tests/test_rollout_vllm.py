@@ -5,6 +5,7 @@ on the tiny model, for real."""
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -12,9 +13,11 @@ import torch
 from gvm_raft.config import ConfigError, TrainConfig
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.rollout import SamplingParams
+from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
 from gvm_raft.trainer import train
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per CPU engine; the tests hold two
 PROMPTS = ["1+2\n", "((12+7)*3)-5\n", "9*9\n"]
 
 
@@ -31,27 +34,38 @@ def test_missing_vllm_names_the_fix(tiny_world, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_world):
+def model_dir(tmp_path_factory, char_tokenizer):
+    """A tiny Llama with head size 32 (vLLM's CPU attention has no kernel for 16)."""
+    config = TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128)
+    model = build_tiny_model(
+        len(char_tokenizer),
+        config,
+        seed=3,
+        pad_token_id=char_tokenizer.pad_token_id,
+        bos_token_id=char_tokenizer.bos_token_id,
+        eos_token_id=char_tokenizer.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("vllm") / "model"
+    model.save_pretrained(path)
+    char_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
     pytest.importorskip("vllm")
     from transformers import AutoTokenizer
 
     from gvm_raft.rollout.vllm import VLLMRollout
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_world / "model")
-    return VLLMRollout(tiny_world / "model", tokenizer, progress=False), tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return VLLMRollout(model_dir, tokenizer, progress=False), tokenizer
 
 
-@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
-def test_vllm_counts_log_probs_and_seeds(engine, tiny_world):
-    from transformers import AutoModelForCausalLM
-
-    rollout, tokenizer = engine
-    params = SamplingParams(0.8, 1.0, 12)
-    out = rollout.generate(PROMPTS, [3, 0, 2], params, seed=5)
-    assert [len(g) for g in out] == [3, 0, 2]
-    again = rollout.generate(PROMPTS, [3, 0, 2], params, seed=5)
-    assert [[s.token_ids for s in g] for g in out] == [[s.token_ids for s in g] for g in again]
-    model = AutoModelForCausalLM.from_pretrained(tiny_world / "model", dtype=torch.float32)
+def assert_log_probs_match(rollout, tokenizer, model, seed):
+    """Sampled log-probs equal the model's teacher-forced log-probs at the same temperature
+    (to 1e-2: the engine computes in reduced precision on CPU)."""
+    out = rollout.generate(PROMPTS, [2, 1, 2], SamplingParams(0.8, 1.0, 12), seed=seed)
     for prompt, group in zip(PROMPTS, out, strict=True):
         prompt_ids = tokenizer(prompt)["input_ids"]
         for sample in group:
@@ -60,19 +74,63 @@ def test_vllm_counts_log_probs_and_seeds(engine, tiny_world):
             with torch.no_grad():
                 expected = token_log_probs(model, ids, torch.ones_like(ids), 0.8)[0]
             got = torch.tensor(sample.log_probs)
-            torch.testing.assert_close(got, expected[len(prompt_ids) - 1 :], atol=2e-3, rtol=0)
+            torch.testing.assert_close(got, expected[len(prompt_ids) - 1 :], atol=1e-2, rtol=0)
 
 
 @pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
-def test_vllm_sync_weights_changes_the_policy(engine, tiny_world):
+def test_vllm_counts_log_probs_and_seeds(engine, model_dir):
     from transformers import AutoModelForCausalLM
 
-    rollout, _ = engine
-    model = AutoModelForCausalLM.from_pretrained(tiny_world / "model", dtype=torch.float32)
-    greedy = SamplingParams(0.0, 1.0, 12)
-    before = rollout.generate(PROMPTS, [1, 1, 1], greedy, seed=0)
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(-1.0)
-    rollout.sync_weights(model)
-    after = rollout.generate(PROMPTS, [1, 1, 1], greedy, seed=0)
-    assert [g[0].token_ids for g in before] != [g[0].token_ids for g in after]
+    rollout, tokenizer = engine
+    params = SamplingParams(0.8, 1.0, 12)
+    out = rollout.generate(PROMPTS, [3, 0, 2], params, seed=5)
+    assert [len(g) for g in out] == [3, 0, 2]
+    again = rollout.generate(PROMPTS, [3, 0, 2], params, seed=5)
+    assert [[s.token_ids for s in g] for g in out] == [[s.token_ids for s in g] for g in again]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    assert_log_probs_match(rollout, tokenizer, model, seed=5)
+
+
+@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
+def test_vllm_sync_weights_loads_the_trainer_policy(engine, model_dir, char_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    rollout, tokenizer = engine
+    other = build_tiny_model(
+        len(char_tokenizer),
+        TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128),
+        seed=4,
+        pad_token_id=char_tokenizer.pad_token_id,
+        bos_token_id=char_tokenizer.bos_token_id,
+        eos_token_id=char_tokenizer.eos_token_id,
+    ).eval()
+    rollout.sync_weights(other)
+    assert_log_probs_match(rollout, tokenizer, other, seed=6)
+    original = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    rollout.sync_weights(original)
+    assert_log_probs_match(rollout, tokenizer, original, seed=7)
+
+
+@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
+def test_training_iteration_with_vllm_rollouts(engine, model_dir, tiny_world, tmp_path):
+    config = TrainConfig(
+        model_name_or_path=str(model_dir),
+        train_file=str(tiny_world / "data/train.jsonl"),
+        test_file=str(tiny_world / "data/test.jsonl"),
+        output_dir=str(tmp_path / "run"),
+        reward="parity_reward:even_code_point_sum",
+        prompt_template="plain",
+        rollout_backend="vllm",
+        iterations=1,
+        prompts_per_iteration=4,
+        num_generations=4,
+        stage1_samples=2,
+        max_completion_length=12,
+        mini_batch_size=8,
+        micro_batch_size=8,
+        eval_samples=2,
+        learning_rate=1e-3,
+    )
+    run_dir = train(config, progress=False)
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and '"samples/stage2": 8' in rows[1]

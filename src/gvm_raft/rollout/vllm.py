@@ -106,15 +106,28 @@ class VLLMRollout:
 
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Load the trainer's current parameters into the engine and drop its prefix cache."""
-        engine_model = _engine_model(self.llm)
-        engine_model.load_weights((name, p.detach()) for name, p in model.state_dict().items())
+        """Load the trainer's current parameters into the engine and drop its prefix cache.
+
+        Uses the worker's in-place ``reload_weights`` (vLLM >= 0.11, which also redoes any
+        post-load weight processing, e.g. vLLM's CPU layout) and the model's ``load_weights``
+        on older versions.
+        """
+        weights = [(name, p.detach()) for name, p in model.state_dict().items()]
+        worker = _engine_worker(self.llm)
+        if hasattr(worker, "reload_weights"):
+            self.llm.collective_rpc(
+                "reload_weights",
+                kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True},
+            )
+        else:
+            worker.model_runner.model.load_weights(weights)
         self.llm.reset_prefix_cache()
 
 
-def _engine_model(llm) -> torch.nn.Module:
-    """The engine's model in this process (vLLM V1 in-process engine, or the V0 layout)."""
-    executor = llm.llm_engine.model_executor
+def _engine_worker(llm):
+    """The engine's worker in this process (vLLM V1 in-process engine, or the V0 layout)."""
+    engine = llm.llm_engine
+    core = getattr(getattr(engine, "engine_core", None), "engine_core", None)
+    executor = core.model_executor if core is not None else engine.model_executor
     worker = executor.driver_worker
-    worker = getattr(worker, "worker", worker)
-    return worker.model_runner.model
+    return getattr(worker, "worker", worker)
