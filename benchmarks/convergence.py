@@ -37,6 +37,11 @@ def main() -> None:
         default=None,
         help="GVM ablations (default: all; none: --ablations)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: report the finished runs found in --out",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args()
     if "uniform" not in args.strategies:
@@ -59,8 +64,16 @@ def main() -> None:
         config.num_generations,
         config.mini_batch_size,
     )
-    results = run_arms(arms, args.seeds, base, args.out, [*world, *args.overrides])
-    text = write_results(results, args.out, {a: f"{a}/uniform" for a in args.algorithms})
+    results = run_arms(
+        arms,
+        args.seeds,
+        base,
+        args.out,
+        [*world, *args.overrides],
+        train_missing=not args.report_only,
+    )
+    baselines = {a: f"{a}/uniform" for a in args.algorithms if f"{a}/uniform" in results}
+    text = write_results(results, args.out, baselines)
     print(text)
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}")
 

@@ -25,6 +25,7 @@ def rows(accuracy, tokens_per_iteration):
 def test_first_reach_and_speedup():
     assert first_reach([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.3], 0.3) == 2
     assert first_reach([0, 1], [0.1, 0.2], 0.3) is None
+    assert first_reach([0, 1, 2], [0.5, 0.1, 0.6], 0.4) == 2  # the base model does not count
     assert speedup(6.0, 2.0) == 3.0
     assert speedup(6.0, None) == 0.0  # the arm never reaches the target
     assert speedup(None, 2.0) is None
@@ -87,3 +88,8 @@ def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     again = run_arms(arms[:1], [0], bundled_config("convergence.yaml"), out, overrides, False)
     assert again["raft++/uniform"] == results["raft++/uniform"]  # finished runs are only read
+    untrained = make_arms(["raft++"], ["knapsack"], [], 4, 8)
+    report_only = run_arms(
+        arms + untrained, [0], bundled_config("convergence.yaml"), out, overrides, False, False
+    )
+    assert list(report_only) == list(results)  # nothing trained, the missing arm left out
