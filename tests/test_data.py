@@ -85,6 +85,9 @@ def test_bad_datasets_name_the_fix(tmp_path):
     assert load_prompts(path, prompt_column="question")[0].problem == "q"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_prompts(tmp_path / "missing.jsonl")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a local path, not a hub name
+        load_prompts(tmp_path / "runs" / "math")
     (tmp_path / "d.csv").write_text("problem,answer\n")
     with pytest.raises(ValueError, match=r"use \.jsonl, \.json, \.parquet"):
         load_prompts(tmp_path / "d.csv")

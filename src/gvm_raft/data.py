@@ -1,7 +1,8 @@
 """Prompt datasets and prompt rendering.
 
-Datasets: JSON lines (.jsonl / .json), parquet, or a directory saved with ``datasets``
-``save_to_disk``, loaded through the ``datasets`` library. Rows need a problem and an answer
+Datasets: JSON lines (.jsonl / .json), parquet, a directory saved with ``datasets``
+``save_to_disk``, or a hub dataset ``owner/name[:split]`` where the hub is reachable, loaded
+through the ``datasets`` library. Rows need a problem and an answer
 column (names configurable); answers of any type are normalised to strings
 (numbers -> their shortest form, lists -> comma-joined); rows without a usable problem or answer
 are skipped with a count and a warning.
@@ -37,10 +38,10 @@ def load_prompts(
     import datasets
 
     source = Path(path)
-    if not source.exists():
-        raise FileNotFoundError(f"dataset {source} does not exist")
     datasets.disable_progress_bars()
-    if source.is_dir():
+    if not source.exists():
+        dataset = _load_from_hub(str(path))
+    elif source.is_dir():
         dataset = datasets.load_from_disk(str(source))
     else:
         suffix = source.suffix.lower()
@@ -74,6 +75,24 @@ def load_prompts(
     if not rows:
         raise ValueError(f"dataset {source} has no usable rows")
     return rows
+
+
+def _load_from_hub(name: str) -> Any:
+    """``owner/name`` or ``owner/name:split`` (default split: train) from the Hugging Face hub."""
+    import datasets
+
+    repo, _, split = name.partition(":")
+    owner = repo.split("/")[0]
+    looks_local = repo.count("/") != 1 or Path(owner).is_dir() or Path(repo).suffix != ""
+    if looks_local or repo.startswith((".", "~")):
+        raise FileNotFoundError(f"dataset {name} does not exist")
+    try:
+        return datasets.load_dataset(repo, split=split or "train")
+    except Exception as err:
+        raise FileNotFoundError(
+            f"dataset {name}: no such file, and loading it from the Hugging Face hub failed "
+            f"({type(err).__name__}: {str(err)[:200]})"
+        ) from None
 
 
 def normalise_answer(answer: Any) -> str | None:
