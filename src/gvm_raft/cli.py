@@ -341,8 +341,8 @@ def _run_stats(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gvm_raft.report import read_rows
+    from gvm_raft.run import ALLOCATIONS_FILE
     from gvm_raft.stats import PromptStats, write_prompt_stats
-    from gvm_raft.trainer import ALLOCATIONS_FILE
 
     rows = read_rows(Path(args.run) / ALLOCATIONS_FILE)
     if not rows:

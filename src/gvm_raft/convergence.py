@@ -30,7 +30,8 @@ import numpy as np
 from gvm_raft.config import load_config
 from gvm_raft.fileio import atomic_write_text
 from gvm_raft.report import read_rows
-from gvm_raft.trainer import METRICS_FILE, train
+from gvm_raft.run import METRICS_FILE
+from gvm_raft.trainer import train
 
 ACCURACY = "test/accuracy"
 X_AXES = {"steps": "iteration", "tokens": "tokens/cumulative"}

@@ -6,27 +6,15 @@ Everything random derives from (seed, iteration), so a resumed run repeats an un
 
 from __future__ import annotations
 
-import copy
-import json
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from accelerate import Accelerator
-from transformers import PreTrainedTokenizerBase
 
 from gvm_raft.allocation import allocate, allocation_summary, knapsack_allocate
-from gvm_raft.checkpoint import (
-    latest_checkpoint,
-    load_optimizer_and_scheduler,
-    load_state,
-    save_checkpoint,
-)
-from gvm_raft.config import ConfigError, TrainConfig, save_config
-from gvm_raft.data import PromptRow, load_prompts, render_prompt
+from gvm_raft.config import TrainConfig
+from gvm_raft.data import PromptRow, render_prompt
 from gvm_raft.distributed import (
     check_identical,
     contiguous_share,
@@ -37,38 +25,13 @@ from gvm_raft.distributed import (
 )
 from gvm_raft.estep import ScoredSample, prompt_statistics, sample_and_score
 from gvm_raft.evaluate import evaluate
-from gvm_raft.fileio import atomic_write_text
-from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.mstep import update_policy
-from gvm_raft.rewards import RewardFn, close_reward, load_reward
-from gvm_raft.rollout.base import RolloutBackend, SamplingParams
-from gvm_raft.rollout.hf import HFRollout
+from gvm_raft.rewards import close_reward
+from gvm_raft.rollout.base import SamplingParams
+from gvm_raft.run import Run, log, record_allocation, resume_point, save, setup
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
-METRICS_FILE = "metrics.jsonl"
-ALLOCATIONS_FILE = "allocations.jsonl"
 EVAL_SEED_OFFSET = 7919
-
-
-@dataclass
-class Run:
-    """The parts of a run, built once by ``setup``."""
-
-    config: TrainConfig
-    run_dir: Path
-    accelerator: Accelerator
-    model: torch.nn.Module
-    ref_model: torch.nn.Module | None
-    tokenizer: PreTrainedTokenizerBase
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    backend: RolloutBackend
-    reward_fn: RewardFn
-    train_rows: list[PromptRow]
-    test_rows: list[PromptRow]
-    stats: RunningPromptStats
-    totals: dict[str, float]
-    progress: bool
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -429,216 +392,3 @@ class Timer:
         now = time.perf_counter()
         self.laps[f"time/{name}"] = now - self._last
         self._last = now
-
-
-# --- set-up, logging, checkpoints -------------------------------------------------------------
-
-
-def setup(config: TrainConfig, progress: bool) -> Run:
-    """Load model, data and reward, and prepare the run directory."""
-    for key in ("model_name_or_path", "train_file"):
-        if not getattr(config, key):
-            raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
-    run_dir = Path(config.output_dir)
-    if latest_checkpoint(run_dir) is not None and not config.resume:
-        raise ConfigError(
-            f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
-            "output_dir"
-        )
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=config.mixed_precision,
-        log_with=trackers(config.log_with),
-        project_dir=str(run_dir),
-    )
-    checkpoint = latest_checkpoint(run_dir) if config.resume else None
-    source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
-    tokenizer = load_tokenizer(config.model_name_or_path)
-    model = load_causal_lm(source)
-    ref_model = None
-    if config.algorithm != "raft" and config.beta > 0:
-        ref_model = (
-            load_causal_lm(config.model_name_or_path) if checkpoint else copy.deepcopy(model)
-        )
-        ref_model.requires_grad_(False).eval().to(accelerator.device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    warmup = config.warmup_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
-    test_rows = (
-        load_prompts(config.test_file, config.prompt_column, config.answer_column)
-        if config.test_file
-        else []
-    )
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-    accelerator.wait_for_everyone()
-    if config.log_with:
-        accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
-    backend = make_backend(config, source, accelerator.unwrap_model(model), tokenizer, progress)
-    return Run(
-        config=config,
-        run_dir=run_dir,
-        accelerator=accelerator,
-        model=model,
-        ref_model=ref_model,
-        tokenizer=tokenizer,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        backend=backend,
-        reward_fn=load_reward(config.reward),
-        train_rows=train_rows,
-        test_rows=test_rows,
-        stats=RunningPromptStats(config.stats_decay, config.accept_rate_prior),
-        totals={
-            key: 0.0
-            for key in ("samples/stage1", "samples/stage2", "tokens/stage1", "tokens/stage2")
-        },
-        progress=progress,
-    )
-
-
-def trackers(log_with: str | None) -> list[str] | None:
-    """accelerate tracker names from "tensorboard" / "tensorboard,wandb"; each must be installed."""
-    if not log_with:
-        return None
-    import accelerate.tracking
-    import accelerate.utils
-
-    names = [name.strip() for name in log_with.split(",") if name.strip()]
-    for name in names:
-        if name not in accelerate.tracking.LOGGER_TYPE_TO_CLASS:
-            known = ", ".join(accelerate.tracking.LOGGER_TYPE_TO_CLASS)
-            raise ConfigError(f"log_with={log_with}: unknown tracker {name!r} (known: {known})")
-        if not getattr(accelerate.utils, f"is_{name}_available")():
-            raise ConfigError(
-                f"log_with={log_with}: the {name} package is not installed (pip install {name})"
-            )
-    return names
-
-
-def make_backend(
-    config: TrainConfig,
-    source: Path,
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    progress: bool,
-) -> RolloutBackend:
-    """The configured rollout backend; vLLM starts from the weights the trainer loaded."""
-    if config.rollout_backend == "hf":
-        return HFRollout(model, tokenizer, config.rollout_batch_size, progress)
-    from gvm_raft.rollout.vllm import VLLMRollout
-
-    try:
-        return VLLMRollout(
-            source,
-            tokenizer,
-            config.vllm_gpu_memory_utilization,
-            progress=progress,
-        )
-    except ImportError as err:
-        raise ConfigError(str(err)) from None
-
-
-def resume_point(run: Run) -> int:
-    """Restore the latest checkpoint's optimizer, statistics and counters; its iteration or 0.
-
-    Metric rows beyond the checkpoint (written before a kill) are dropped; they are recomputed.
-    """
-    checkpoint = latest_checkpoint(run.run_dir) if run.config.resume else None
-    iteration = 0
-    if checkpoint is not None:
-        state = load_state(checkpoint)
-        load_optimizer_and_scheduler(checkpoint, run.optimizer, run.scheduler)
-        run.stats.load_state_dict(state["stats"])
-        run.totals.update(state["totals"])
-        iteration = int(state["iteration"])
-    if run.accelerator.is_main_process:
-        for name in (METRICS_FILE, ALLOCATIONS_FILE):
-            path = run.run_dir / name
-            if not path.exists():
-                continue
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and checkpoint and json.loads(line)["iteration"] <= iteration
-            ]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
-    run.accelerator.wait_for_everyone()
-    return iteration
-
-
-def save(run: Run, iteration: int) -> None:
-    tic = time.perf_counter()
-    if run.accelerator.is_main_process:
-        save_checkpoint(
-            run.run_dir,
-            iteration,
-            run.accelerator.unwrap_model(run.model),
-            run.tokenizer,
-            run.optimizer,
-            run.scheduler,
-            {"stats": run.stats.state_dict(), "totals": run.totals},
-            keep=run.config.keep_checkpoints,
-        )
-    run.accelerator.wait_for_everyone()
-    if run.progress and run.accelerator.is_main_process:
-        print(f"  checkpoint saved in {time.perf_counter() - tic:.1f}s", flush=True)
-
-
-def log(run: Run, metrics: dict) -> None:
-    """Append the row to metrics.jsonl, send it to trackers, print a one-line summary."""
-    if not run.accelerator.is_main_process:
-        return
-    with open(run.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(metrics) + "\n")
-    if run.config.log_with:
-        run.accelerator.log(
-            {k: v for k, v in metrics.items() if k != "iteration"}, step=metrics["iteration"]
-        )
-    if run.progress:
-        print(summary_line(metrics), flush=True)
-
-
-def summary_line(metrics: dict) -> str:
-    parts = [f"iteration {metrics['iteration']}"]
-    for key, label in [
-        ("test/accuracy", "test acc"),
-        ("test/accuracy_greedy", "greedy"),
-        ("train/accept_rate", "train acc"),
-        ("train/loss", "loss"),
-        ("allocation/variance_ratio", "var/uniform"),
-        ("samples/cumulative", "samples"),
-        ("time/iteration", "s"),
-    ]:
-        if key in metrics:
-            value = metrics[key]
-            parts.append(
-                f"{label} {value:.0f}"
-                if key.startswith(("samples", "time"))
-                else f"{label} {value:.3f}"
-            )
-    return " | ".join(parts)
-
-
-def record_allocation(
-    run: Run, iteration: int, rows: list[PromptRow], estimates: PromptStats, sizes: np.ndarray
-) -> None:
-    """Per-prompt acceptance, gradient norm and batch size of the iteration (for reports)."""
-    if not run.accelerator.is_main_process:
-        return
-    row = {
-        "iteration": iteration,
-        "prompt_index": [r.index for r in rows],
-        "accept_rate": estimates.accept_rates.tolist(),
-        "grad_norm": estimates.grad_norms.tolist(),
-        "samples": sizes.tolist(),
-    }
-    with open(run.run_dir / ALLOCATIONS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
