@@ -64,3 +64,5 @@ if __name__ == "__main__":
     params = step(world, algorithm, int(sys.argv[3]), int(sys.argv[4]))
     if int(torch.distributed.get_rank()) == 0:
         torch.save(params, out)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()

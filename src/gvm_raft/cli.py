@@ -17,10 +17,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        status = args.handler(args)
     except (ValueError, OSError) as err:
         print(f"gvm-raft {args.command}: error: {err}", file=sys.stderr)
         return 2
+    _leave_process_group()
+    return status
+
+
+def _leave_process_group() -> None:
+    """Under torchrun / accelerate launch: wait for every process, then close the group, so
+    no process exits while another still talks to it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def build_parser() -> argparse.ArgumentParser:
