@@ -29,7 +29,7 @@ from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.tasks.arithmetic import DEFAULT_LEVELS, format_prompt, make_problem
-from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
+from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
 
 
@@ -37,14 +37,7 @@ def load(world: Path):
     if (world / "model").exists():
         return load_causal_lm(world / "model"), load_tokenizer(world / "model"), "warm-started"
     tokenizer = build_char_tokenizer()
-    model = build_tiny_model(
-        len(tokenizer),
-        TinyModelConfig(),
-        seed=0,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    model = build_tiny_model_for(tokenizer, TinyModelConfig(), seed=0)
     return model.eval(), tokenizer, "random"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gvm_raft.tasks.demo_world import DemoWorldConfig, prepare_demo_world
-from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
+from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
 
 
@@ -18,14 +18,7 @@ def char_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model(char_tokenizer):
     config = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
-    model = build_tiny_model(
-        len(char_tokenizer),
-        config,
-        seed=0,
-        pad_token_id=char_tokenizer.pad_token_id,
-        bos_token_id=char_tokenizer.bos_token_id,
-        eos_token_id=char_tokenizer.eos_token_id,
-    )
+    model = build_tiny_model_for(char_tokenizer, config, seed=0)
     return model.eval()
 
 
@@ -81,13 +74,10 @@ def chat_model_dir(tmp_path_factory):
         padding_side="left",
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    model = build_tiny_model(
-        len(tokenizer),
+    model = build_tiny_model_for(
+        tokenizer,
         TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
         seed=0,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     path = tmp_path_factory.mktemp("chat") / "model"
     model.save_pretrained(path)

@@ -13,12 +13,14 @@ import torch
 from gvm_raft.config import ConfigError, TrainConfig
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.rollout import SamplingParams
-from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
+from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.trainer import train
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per CPU engine; the tests hold two
 PROMPTS = ["1+2\n", "((12+7)*3)-5\n", "9*9\n"]
+# head size 32: vLLM's CPU attention has no kernel for 16
+VLLM_MODEL = TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128)
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
@@ -35,16 +37,8 @@ def test_missing_vllm_names_the_fix(tiny_world, tmp_path):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, char_tokenizer):
-    """A tiny Llama with head size 32 (vLLM's CPU attention has no kernel for 16)."""
-    config = TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128)
-    model = build_tiny_model(
-        len(char_tokenizer),
-        config,
-        seed=3,
-        pad_token_id=char_tokenizer.pad_token_id,
-        bos_token_id=char_tokenizer.bos_token_id,
-        eos_token_id=char_tokenizer.eos_token_id,
-    )
+    """A tiny Llama vLLM's CPU build can run."""
+    model = build_tiny_model_for(char_tokenizer, VLLM_MODEL, seed=3)
     path = tmp_path_factory.mktemp("vllm") / "model"
     model.save_pretrained(path)
     char_tokenizer.save_pretrained(path)
@@ -96,14 +90,7 @@ def test_vllm_sync_weights_loads_the_trainer_policy(engine, model_dir, char_toke
     from transformers import AutoModelForCausalLM
 
     rollout, tokenizer = engine
-    other = build_tiny_model(
-        len(char_tokenizer),
-        TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128),
-        seed=4,
-        pad_token_id=char_tokenizer.pad_token_id,
-        bos_token_id=char_tokenizer.bos_token_id,
-        eos_token_id=char_tokenizer.eos_token_id,
-    ).eval()
+    other = build_tiny_model_for(char_tokenizer, VLLM_MODEL, seed=4).eval()
     rollout.sync_weights(other)
     assert_log_probs_match(rollout, tokenizer, other, seed=6)
     original = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

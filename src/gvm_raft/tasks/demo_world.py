@@ -27,7 +27,7 @@ from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.tasks.arithmetic import format_prompt, generate_splits
-from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
+from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
 from gvm_raft.tasks.warm_start import encode_demonstrations, supervised_fine_tune
 
@@ -76,14 +76,7 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     for name, rows in splits.items():
         write_jsonl(out / "data" / f"{name}.jsonl", rows)
     tokenizer = build_char_tokenizer()
-    model = build_tiny_model(
-        len(tokenizer),
-        config.model,
-        seed=config.seed,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    model = build_tiny_model_for(tokenizer, config.model, seed=config.seed)
     demonstrations = encode_demonstrations(
         tokenizer,
         [format_prompt(row["problem"]) for row in splits["sft"]],

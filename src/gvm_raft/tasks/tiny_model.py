@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -36,3 +36,15 @@ def build_tiny_model(vocab_size: int, config: TinyModelConfig, seed: int, **spec
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(llama)
+
+
+def build_tiny_model_for(tokenizer: PreTrainedTokenizerBase, config: TinyModelConfig, seed: int):
+    """``build_tiny_model`` with the tokenizer's vocabulary size and pad/bos/eos ids."""
+    return build_tiny_model(
+        len(tokenizer),
+        config,
+        seed=seed,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
