@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gvm_raft.distributed import contiguous_share, lpt_assign, worker_loads
 
@@ -48,20 +49,23 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "mini", "micro"),
+    ("algorithm", "mini", "micro", "fsdp_version"),
     [
-        ("raft++", 11, 5),  # shares of 6 and 5: the second process pads a weight-0 micro-batch
-        ("grpo", 8, 2),  # two optimizer steps, the last of 3 samples
+        ("raft++", 11, 5, 0),  # shares of 6 and 5: the second process pads a weight-0 micro-batch
+        ("grpo", 8, 2, 0),  # two optimizer steps, the last of 3 samples
+        ("raft++", 11, 5, 2),  # the same under FSDP2: sharded parameters, gathered whole after
+        ("grpo", 8, 2, 2),
     ],
 )
 def test_two_process_step_equals_the_single_process_step(
-    tiny_world, tmp_path, algorithm, mini, micro
+    tiny_world, tmp_path, algorithm, mini, micro, fsdp_version
 ):
     from distributed_step import step
 
     out = tmp_path / "params.pt"
     script = str(TESTS / "distributed_step.py")
-    done = torchrun(script, str(tiny_world), algorithm, str(mini), str(micro), str(out))
+    args = [str(tiny_world), algorithm, str(mini), str(micro), str(out), str(fsdp_version)]
+    done = torchrun(script, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     two = torch.load(out)
     one = step(tiny_world, algorithm, mini, micro)
@@ -69,18 +73,17 @@ def test_two_process_step_equals_the_single_process_step(
         torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-8)
 
 
-def test_two_process_training_run(tiny_world, tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(
+def write_run_config(tiny_world: Path, path: Path, run_dir: Path, *extra: str) -> Path:
+    """A small 2-process training config; extra lines (key: value) override the defaults."""
+    path.write_text(
         "\n".join(
             [
                 f"model_name_or_path: {tiny_world / 'model'}",
                 f"train_file: {tiny_world / 'data/train.jsonl'}",
                 f"test_file: {tiny_world / 'data/test.jsonl'}",
-                f"output_dir: {tmp_path / 'run'}",
+                f"output_dir: {run_dir}",
                 "reward: parity_reward:even_code_point_sum",
                 "prompt_template: plain",
-                "iterations: 3",
                 "prompts_per_iteration: 5",
                 "num_generations: 4",
                 "stage1_samples: 2",
@@ -89,8 +92,23 @@ def test_two_process_training_run(tiny_world, tmp_path):
                 "micro_batch_size: 3",
                 "eval_samples: 2",
                 "learning_rate: 1.0e-3",
+                *extra,
             ]
         )
+    )
+    return path
+
+
+def metric_rows(run_dir: Path) -> list[dict]:
+    return [
+        {k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def test_two_process_training_run(tiny_world, tmp_path):
+    config = write_run_config(
+        tiny_world, tmp_path / "config.yaml", tmp_path / "run", "iterations: 3"
     )
     done = torchrun("-m", "gvm_raft.cli", "train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -110,3 +128,36 @@ def test_two_process_training_run(tiny_world, tmp_path):
         assert spread <= max(extra)
         assert row["stage2/max_process_samples"] + row["stage2/min_process_samples"] == sum(extra)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iteration-000003", "latest"]
+
+
+def test_fsdp_run_trains_checkpoints_and_resumes(tiny_world, tmp_path):
+    """Under FSDP2 the rollouts run on a whole-parameter replica refreshed after each update: the
+    saved policy moves away from the initial model, and a run stopped after iteration 2 and
+    resumed (whole optimizer state loaded back into the shards) repeats the uninterrupted run."""
+    script = str(TESTS / "fsdp_on_cpu.py")
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    runs = [
+        (full, "iterations: 3", "resume: false"),
+        (cut, "iterations: 2", "resume: false"),
+        (cut, "iterations: 3", "resume: true"),
+    ]
+    for i, (run_dir, *extra) in enumerate(runs):
+        config = write_run_config(tiny_world, tmp_path / f"config{i}.yaml", run_dir, *extra)
+        done = torchrun(script, "2", "train", str(config))
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert metric_rows(cut) == metric_rows(full)
+    assert [m["iteration"] for m in metric_rows(full)] == [0, 1, 2, 3]
+    initial = load_file(tiny_world / "model" / "model.safetensors")
+    for run_dir in (full, cut):
+        saved = load_file(
+            run_dir / "checkpoints" / "iteration-000003" / "model" / "model.safetensors"
+        )
+        assert saved.keys() == initial.keys()
+        moved = max((saved[k].double() - initial[k].double()).abs().max().item() for k in saved)
+        assert moved > 1e-4
+    saved_full, saved_cut = (
+        load_file(d / "checkpoints" / "iteration-000003" / "model" / "model.safetensors")
+        for d in (full, cut)
+    )
+    for name, value in saved_full.items():
+        torch.testing.assert_close(saved_cut[name], value)

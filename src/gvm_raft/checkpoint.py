@@ -1,7 +1,8 @@
 """Atomic checkpoints: a run directory is enough to resume.
 
 Layout: ``checkpoints/iteration-000003/`` holding ``model/`` (save_pretrained: safetensors
-plus the tokenizer), ``optimizer.pt``, ``scheduler.pt`` and ``trainer_state.json``;
+plus the tokenizer), ``optimizer.pt`` (whole, keyed by parameter name), ``scheduler.pt`` and
+``trainer_state.json``;
 ``checkpoints/latest`` names the newest. A checkpoint is written to a temporary directory and
 renamed into place, and ``latest`` is replaced atomically afterwards, so a kill at any moment
 leaves a usable checkpoint.
@@ -26,7 +27,7 @@ def save_checkpoint(
     iteration: int,
     model: Any,
     tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict,
     scheduler: Any,
     state: dict,
     keep: int = 1,
@@ -37,7 +38,7 @@ def save_checkpoint(
     with building_dir(final) as staging:
         model.save_pretrained(staging / "model", safe_serialization=True)
         tokenizer.save_pretrained(staging / "model")
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(optimizer_state, staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
         atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
     atomic_write_text(root / "latest", final.name + "\n")
@@ -59,6 +60,10 @@ def load_state(checkpoint: Path) -> dict:
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
-def load_optimizer_and_scheduler(checkpoint: Path, optimizer: Any, scheduler: Any) -> None:
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+def load_scheduler(checkpoint: Path, scheduler: Any) -> None:
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+
+
+def read_optimizer_state(checkpoint: Path) -> dict:
+    """The saved optimizer state (whole, keyed by parameter name)."""
+    return torch.load(checkpoint / "optimizer.pt", weights_only=True)

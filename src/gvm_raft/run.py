@@ -19,8 +19,9 @@ from transformers import PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
     latest_checkpoint,
-    load_optimizer_and_scheduler,
+    load_scheduler,
     load_state,
+    read_optimizer_state,
     save_checkpoint,
 )
 from gvm_raft.config import ConfigError, TrainConfig, save_config
@@ -30,6 +31,12 @@ from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.rewards import RewardFn, load_reward
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
+from gvm_raft.sharding import (
+    load_optimizer_state,
+    make_replica,
+    optimizer_state,
+    refresh_replica,
+)
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
 METRICS_FILE = "metrics.jsonl"
@@ -38,12 +45,19 @@ ALLOCATIONS_FILE = "allocations.jsonl"
 
 @dataclass
 class Run:
-    """The parts of a run, built once by ``setup``."""
+    """The parts of a run, built once by ``setup``.
+
+    model: the trained module as the engine prepared it (possibly wrapped and sharded).
+    policy: the same policy with whole parameters on this process, for rollouts, gradient
+        norms and saving: the unwrapped model, or a replica refreshed after each update when
+        the engine shards parameters (see sharding.py).
+    """
 
     config: TrainConfig
     run_dir: Path
     accelerator: Accelerator
     model: torch.nn.Module
+    policy: torch.nn.Module
     ref_model: torch.nn.Module | None
     tokenizer: PreTrainedTokenizerBase
     optimizer: torch.optim.Optimizer
@@ -91,7 +105,9 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
     )
+    replica = make_replica(accelerator, model)
     model, optimizer = accelerator.prepare(model, optimizer)
+    policy = replica if replica is not None else accelerator.unwrap_model(model)
     train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
     test_rows = (
         load_prompts(config.test_file, config.prompt_column, config.answer_column)
@@ -104,12 +120,13 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     accelerator.wait_for_everyone()
     if config.log_with:
         accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
-    backend = make_backend(config, source, accelerator.unwrap_model(model), tokenizer, progress)
+    backend = make_backend(config, source, policy, tokenizer, progress)
     return Run(
         config=config,
         run_dir=run_dir,
         accelerator=accelerator,
         model=model,
+        policy=policy,
         ref_model=ref_model,
         tokenizer=tokenizer,
         optimizer=optimizer,
@@ -178,7 +195,8 @@ def resume_point(run: Run) -> int:
     iteration = 0
     if checkpoint is not None:
         state = load_state(checkpoint)
-        load_optimizer_and_scheduler(checkpoint, run.optimizer, run.scheduler)
+        load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
+        load_scheduler(checkpoint, run.scheduler)
         run.stats.load_state_dict(state["stats"])
         run.totals.update(state["totals"])
         iteration = int(state["iteration"])
@@ -197,15 +215,23 @@ def resume_point(run: Run) -> int:
     return iteration
 
 
+def sync_policy(run: Run) -> None:
+    """After an update: refresh the whole-parameter policy (when sharded) and the backend."""
+    if run.policy is not run.accelerator.unwrap_model(run.model):
+        refresh_replica(run.model, run.policy)
+    run.backend.sync_weights(run.policy)
+
+
 def save(run: Run, iteration: int) -> None:
     tic = time.perf_counter()
+    optimizer = optimizer_state(run.model, run.optimizer)
     if run.accelerator.is_main_process:
         save_checkpoint(
             run.run_dir,
             iteration,
-            run.accelerator.unwrap_model(run.model),
+            run.policy,
             run.tokenizer,
-            run.optimizer,
+            optimizer,
             run.scheduler,
             {"stats": run.stats.state_dict(), "totals": run.totals},
             keep=run.config.keep_checkpoints,

@@ -28,7 +28,7 @@ from gvm_raft.evaluate import evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
 from gvm_raft.rollout.base import SamplingParams
-from gvm_raft.run import Run, log, record_allocation, resume_point, save, setup
+from gvm_raft.run import Run, log, record_allocation, resume_point, save, setup, sync_policy
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
 EVAL_SEED_OFFSET = 7919
@@ -109,7 +109,7 @@ def run_iteration(run: Run, iteration: int) -> dict:
         run.tokenizer.pad_token_id,
         rng,
     )
-    run.backend.sync_weights(run.accelerator.unwrap_model(run.model))
+    sync_policy(run)
     timer.lap("update")
 
     evaluation = evaluate_policy(run)
@@ -139,7 +139,7 @@ def measure(
 
     def work(items: list[int]) -> list[tuple[float, float, float]]:
         accepted, sampled, grad_norms = prompt_statistics(
-            run.accelerator.unwrap_model(run.model),
+            run.policy,
             [groups[i] for i in items],
             run.tokenizer.pad_token_id,
             run.config.grad_norm_group,
