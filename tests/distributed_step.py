@@ -1,7 +1,7 @@
 """One optimizer step of ``update_policy`` on a fixed batch, in however many processes run this
 file (``python -m torch.distributed.run --nproc_per_node 2 tests/distributed_step.py WORLD
-ALGORITHM MINI_BATCH MICRO_BATCH OUT [FSDP_VERSION]``), data-parallel or, given FSDP_VERSION,
-sharded with FSDP. The main process saves the resulting whole parameters (as gathered for
+ALGORITHM MINI_BATCH MICRO_BATCH OUT [ENGINE]``) on ENGINE (ddp, fsdp2, zero2, zero3; see
+sharded_on_cpu.py). The main process saves the resulting whole parameters (as gathered for
 rollouts and checkpoints) to OUT; ``step`` is also called in-process by the tests as the
 single-process reference."""
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from fsdp_on_cpu import fsdp_accelerator
+from sharded_on_cpu import engine_accelerator
 from torch.distributed.tensor import DTensor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -21,7 +20,7 @@ from gvm_raft.config import TrainConfig
 from gvm_raft.estep import ScoredSample
 from gvm_raft.mstep import update_policy
 from gvm_raft.rollout.base import Sample
-from gvm_raft.sharding import full_state_dict
+from gvm_raft.sharding import configure_deepspeed, full_state_dict, loading_whole_models
 
 
 def fixed_batch(tokenizer, count: int = 11) -> list[ScoredSample]:
@@ -39,22 +38,24 @@ def fixed_batch(tokenizer, count: int = 11) -> list[ScoredSample]:
 
 
 def step(
-    world_dir: Path, algorithm: str, mini: int, micro: int, fsdp_version: int = 0
+    world_dir: Path, algorithm: str, mini: int, micro: int, engine: str = "ddp"
 ) -> dict[str, torch.Tensor]:
-    accelerator = (
-        fsdp_accelerator(fsdp_version)(cpu=True) if fsdp_version else Accelerator(cpu=True)
-    )
+    accelerator = engine_accelerator(engine)(cpu=True)
     tokenizer = AutoTokenizer.from_pretrained(world_dir / "model")
-    model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=torch.float64)
-    ref_model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=torch.float64)
+    with loading_whole_models(accelerator):
+        model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=torch.float64)
+        ref_model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=torch.float64)
     config = TrainConfig(
         algorithm=algorithm, mini_batch_size=mini, micro_batch_size=micro, learning_rate=1e-2
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    configure_deepspeed(accelerator, config.micro_batch_size, config.max_grad_norm)
     model, optimizer = accelerator.prepare(model, optimizer)
-    if fsdp_version:
+    if engine == "fsdp2":
         assert all(isinstance(p, DTensor) for p in model.parameters()), "FSDP did not shard"
+    if engine == "zero3":
+        assert all(p.numel() == 0 for p in model.parameters()), "ZeRO-3 did not shard"
     update_policy(
         config,
         accelerator,
@@ -71,8 +72,8 @@ def step(
 
 if __name__ == "__main__":
     world, algorithm, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[5])
-    fsdp_version = int(sys.argv[6]) if len(sys.argv) > 6 else 0
-    params = step(world, algorithm, int(sys.argv[3]), int(sys.argv[4]), fsdp_version)
+    engine = sys.argv[6] if len(sys.argv) > 6 else "ddp"
+    params = step(world, algorithm, int(sys.argv[3]), int(sys.argv[4]), engine)
     if int(torch.distributed.get_rank()) == 0:
         torch.save(params, out)
     torch.distributed.barrier()

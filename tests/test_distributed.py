@@ -4,6 +4,7 @@ identical allocations, balanced stage-2 work and one writer."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -15,10 +16,21 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from sharded_on_cpu import ENGINES
 
 from gvm_raft.distributed import contiguous_share, lpt_assign, worker_loads
 
 TESTS = Path(__file__).parent
+NEEDS_DEEPSPEED = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None,
+    reason="deepspeed is not installed (pip install -e .[deepspeed])",
+)
+
+
+def engine_param(*values):
+    """A parameter set whose last value is the engine; DeepSpeed engines need deepspeed."""
+    marks = [NEEDS_DEEPSPEED] if values[-1].startswith("zero") else []
+    return pytest.param(*values, marks=marks)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -49,28 +61,29 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "mini", "micro", "fsdp_version"),
+    ("algorithm", "mini", "micro", "engine"),
     [
-        ("raft++", 11, 5, 0),  # shares of 6 and 5: the second process pads a weight-0 micro-batch
-        ("grpo", 8, 2, 0),  # two optimizer steps, the last of 3 samples
-        ("raft++", 11, 5, 2),  # the same under FSDP2: sharded parameters, gathered whole after
-        ("grpo", 8, 2, 2),
+        # shares of 6 and 5: the second process pads a weight-0 micro-batch
+        *[engine_param("raft++", 11, 5, engine) for engine in ENGINES],
+        # two optimizer steps, the last of 3 samples
+        *[engine_param("grpo", 8, 2, engine) for engine in ENGINES],
     ],
 )
 def test_two_process_step_equals_the_single_process_step(
-    tiny_world, tmp_path, algorithm, mini, micro, fsdp_version
+    tiny_world, tmp_path, algorithm, mini, micro, engine
 ):
     from distributed_step import step
 
     out = tmp_path / "params.pt"
     script = str(TESTS / "distributed_step.py")
-    args = [str(tiny_world), algorithm, str(mini), str(micro), str(out), str(fsdp_version)]
+    args = [str(tiny_world), algorithm, str(mini), str(micro), str(out), engine]
     done = torchrun(script, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     two = torch.load(out)
     one = step(tiny_world, algorithm, mini, micro)
+    atol = 1e-6 if engine.startswith("zero") else 1e-8  # DeepSpeed steps fp32 master weights
     for name, value in one.items():
-        torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(two[name], value, rtol=1e-5, atol=atol)
 
 
 def write_run_config(tiny_world: Path, path: Path, run_dir: Path, *extra: str) -> Path:
@@ -130,11 +143,13 @@ def test_two_process_training_run(tiny_world, tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iteration-000003", "latest"]
 
 
-def test_fsdp_run_trains_checkpoints_and_resumes(tiny_world, tmp_path):
-    """Under FSDP2 the rollouts run on a whole-parameter replica refreshed after each update: the
-    saved policy moves away from the initial model, and a run stopped after iteration 2 and
-    resumed (whole optimizer state loaded back into the shards) repeats the uninterrupted run."""
-    script = str(TESTS / "fsdp_on_cpu.py")
+@pytest.mark.parametrize("engine", [engine_param(e) for e in ("fsdp2", "zero2", "zero3")])
+def test_sharded_run_trains_checkpoints_and_resumes(tiny_world, tmp_path, engine):
+    """Under FSDP2 and ZeRO-3 the rollouts run on a whole-parameter replica refreshed after each
+    update (ZeRO-2 updates the whole parameters in place): the saved policy moves away from the
+    initial model, and a run stopped after iteration 2 and resumed (optimizer state loaded back
+    into the shards) repeats the uninterrupted run."""
+    script = str(TESTS / "sharded_on_cpu.py")
     full, cut = tmp_path / "full", tmp_path / "cut"
     runs = [
         (full, "iterations: 3", "resume: false"),
@@ -143,7 +158,7 @@ def test_fsdp_run_trains_checkpoints_and_resumes(tiny_world, tmp_path):
     ]
     for i, (run_dir, *extra) in enumerate(runs):
         config = write_run_config(tiny_world, tmp_path / f"config{i}.yaml", run_dir, *extra)
-        done = torchrun(script, "2", "train", str(config))
+        done = torchrun(script, engine, "train", str(config))
         assert done.returncode == 0, done.stderr[-3000:]
     assert metric_rows(cut) == metric_rows(full)
     assert [m["iteration"] for m in metric_rows(full)] == [0, 1, 2, 3]

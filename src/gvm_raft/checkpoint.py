@@ -5,7 +5,8 @@ plus the tokenizer), ``optimizer.pt`` (whole, keyed by parameter name), ``schedu
 ``trainer_state.json``;
 ``checkpoints/latest`` names the newest. A checkpoint is written to a temporary directory and
 renamed into place, and ``latest`` is replaced atomically afterwards, so a kill at any moment
-leaves a usable checkpoint.
+leaves a usable checkpoint. Under DeepSpeed ``optimizer.pt`` is replaced by the engine's own
+state in ``checkpoints/deepspeed-000003/``, written by every process before the checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def save_checkpoint(
     iteration: int,
     model: Any,
     tokenizer: Any,
-    optimizer_state: dict,
+    optimizer_state: dict | None,
     scheduler: Any,
     state: dict,
     keep: int = 1,
@@ -38,13 +39,21 @@ def save_checkpoint(
     with building_dir(final) as staging:
         model.save_pretrained(staging / "model", safe_serialization=True)
         tokenizer.save_pretrained(staging / "model")
-        torch.save(optimizer_state, staging / "optimizer.pt")
+        if optimizer_state is not None:
+            torch.save(optimizer_state, staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
         atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
     atomic_write_text(root / "latest", final.name + "\n")
-    for old in sorted(p for p in root.glob("iteration-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    for pattern in ("iteration-*", "deepspeed-*"):
+        for old in sorted(p for p in root.glob(pattern) if p.is_dir())[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def engine_state_dir(run_dir: Path, iteration: int) -> Path:
+    """Where a DeepSpeed run keeps iteration's engine state (written by every process before
+    the checkpoint itself, pruned with it)."""
+    return run_dir / "checkpoints" / f"deepspeed-{iteration:06d}"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

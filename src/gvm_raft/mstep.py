@@ -8,7 +8,6 @@ Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0); GRPO group-normal
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from gvm_raft.distributed import sum_across
 from gvm_raft.estep import ScoredSample, collate_samples
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.losses import aggregate, grpo_advantages, kl_k3, normaliser_of, policy_loss, raft_loss
+from gvm_raft.sharding import backward, micro_batch, optimizer_step
 
 
 def advantages_for(config: TrainConfig, samples: Sequence[ScoredSample]) -> torch.Tensor:
@@ -138,7 +138,7 @@ def _step(
         micro = {k: v.to(device) for k, v in collate_samples(chunk, pad_id).items()}
         ids, att, mask = micro["input_ids"], micro["attention_mask"], micro["response_mask"]
         last = index == batch.micro_batches - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+        with micro_batch(accelerator, model, last):
             log_probs = token_log_probs(model, ids, att, config.temperature)
             if config.algorithm == "raft":
                 loss = raft_loss(
@@ -166,7 +166,7 @@ def _step(
                 loss = loss + config.beta * kl
                 if weight:
                     metrics["kl"] += kl.item()
-            accelerator.backward(loss * weight)
+            backward(accelerator, model, loss * weight)
         if not weight:
             continue
         share = mask.sum().item() / max(batch.tokens, 1)
@@ -176,7 +176,4 @@ def _step(
         with torch.no_grad():
             entropy_proxy = -(log_probs * mask).sum() / mask.sum().clamp(min=1.0)
         metrics["neg_log_prob"] += entropy_proxy.item() * share
-    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return metrics, grad_norm
+    return metrics, optimizer_step(accelerator, model, optimizer, config.max_grad_norm)

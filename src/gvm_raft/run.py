@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
+    engine_state_dir,
     latest_checkpoint,
     load_scheduler,
     load_state,
@@ -32,10 +33,15 @@ from gvm_raft.rewards import RewardFn, load_reward
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.sharding import (
+    configure_deepspeed,
+    load_engine_state,
     load_optimizer_state,
+    loading_whole_models,
     make_replica,
     optimizer_state,
     refresh_replica,
+    save_engine_state,
+    uses_deepspeed,
 )
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
@@ -91,12 +97,14 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
     tokenizer = load_tokenizer(config.model_name_or_path)
-    model = load_causal_lm(source)
-    ref_model = None
-    if config.algorithm != "raft" and config.beta > 0:
-        ref_model = (
-            load_causal_lm(config.model_name_or_path) if checkpoint else copy.deepcopy(model)
-        )
+    with loading_whole_models(accelerator):
+        model = load_causal_lm(source)
+        ref_model = None
+        if config.algorithm != "raft" and config.beta > 0:
+            ref_model = (
+                load_causal_lm(config.model_name_or_path) if checkpoint else copy.deepcopy(model)
+            )
+    if ref_model is not None:
         ref_model.requires_grad_(False).eval().to(accelerator.device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -105,6 +113,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
     )
+    configure_deepspeed(accelerator, config.micro_batch_size, config.max_grad_norm)
     replica = make_replica(accelerator, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     policy = replica if replica is not None else accelerator.unwrap_model(model)
@@ -195,11 +204,14 @@ def resume_point(run: Run) -> int:
     iteration = 0
     if checkpoint is not None:
         state = load_state(checkpoint)
-        load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
+        iteration = int(state["iteration"])
+        if uses_deepspeed(run.accelerator):
+            load_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
+        else:
+            load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
         load_scheduler(checkpoint, run.scheduler)
         run.stats.load_state_dict(state["stats"])
         run.totals.update(state["totals"])
-        iteration = int(state["iteration"])
     if run.accelerator.is_main_process:
         for name in (METRICS_FILE, ALLOCATIONS_FILE):
             path = run.run_dir / name
@@ -224,7 +236,11 @@ def sync_policy(run: Run) -> None:
 
 def save(run: Run, iteration: int) -> None:
     tic = time.perf_counter()
-    optimizer = optimizer_state(run.model, run.optimizer)
+    optimizer = None
+    if uses_deepspeed(run.accelerator):
+        save_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
+    else:
+        optimizer = optimizer_state(run.model, run.optimizer)
     if run.accelerator.is_main_process:
         save_checkpoint(
             run.run_dir,

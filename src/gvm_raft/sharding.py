@@ -1,18 +1,24 @@
-"""Full parameters of a policy that the training engine may shard (FSDP).
+"""Whole parameters of a policy that the training engine may shard (FSDP, DeepSpeed ZeRO-3),
+and the engine-specific parts of a step and a checkpoint.
 
 Rollouts, gradient norms and evaluation give each process a different amount of work, so they
 cannot run on a sharded module (every forward would all-gather, and unequal forward counts
 hang). When the engine shards parameters, every process keeps a full-parameter replica of the
 policy for that work and refreshes it from the trained module after each update; when it does
-not (one process, DDP), the replica is the trained module itself and costs nothing.
+not (one process, DDP, ZeRO-1/2), the replica is the trained module itself and costs nothing.
 
 Optimizer state is checkpointed in full, keyed by parameter name, so a checkpoint does not
-depend on the engine or the process count.
+depend on the engine or the process count; DeepSpeed keeps its own optimizer, whose state is
+its engine checkpoint (one file per process: resume with the same process count).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -24,10 +30,55 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from gvm_raft.config import ConfigError
+
+
+def uses_deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
 
 def shards_parameters(accelerator: Accelerator) -> bool:
-    """True when no process holds the whole model (FSDP 1 or 2)."""
+    """True when no process holds the whole model: FSDP (1 or 2) or DeepSpeed ZeRO-3."""
+    if uses_deepspeed(accelerator):
+        return accelerator.state.deepspeed_plugin.zero_stage == 3
     return accelerator.distributed_type == DistributedType.FSDP
+
+
+def configure_deepspeed(
+    accelerator: Accelerator, micro_batch_size: int, max_grad_norm: float
+) -> None:
+    """Fit the DeepSpeed config to gvm-raft's step: it owns micro-batching (one engine step per
+    mini-batch, accumulation boundaries set by the M-step), clipping, optimizer and schedule."""
+    if not uses_deepspeed(accelerator):
+        return
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    for section in ("optimizer", "scheduler"):
+        if section in config:
+            raise ConfigError(
+                f"the DeepSpeed config sets {section!r}: remove it (gvm-raft builds its own "
+                "AdamW and warm-up schedule from learning_rate, weight_decay, warmup_steps)"
+            )
+    config["train_micro_batch_size_per_gpu"] = micro_batch_size
+    config["gradient_accumulation_steps"] = 1
+    config["gradient_clipping"] = max_grad_norm
+    config.pop("train_batch_size", None)
+
+
+@contextlib.contextmanager
+def loading_whole_models(accelerator: Accelerator) -> Iterator[None]:
+    """Load models whole on every process, also under ZeRO-3 (where transformers would build
+    them partitioned, under zero.Init): the replica and the reference model must stay whole;
+    the trained model is partitioned by ``prepare``."""
+    if not uses_deepspeed(accelerator):
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        accelerator.state.deepspeed_plugin.set_deepspeed_weakref()
 
 
 def make_replica(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module | None:
@@ -40,6 +91,10 @@ def make_replica(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.M
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter and buffer of the prepared model, whole, on every process (a collective:
     every process must call it)."""
+    deepspeed = sys.modules.get("deepspeed")
+    if deepspeed is not None and isinstance(model, deepspeed.DeepSpeedEngine):
+        with deepspeed.zero.GatheredParameters(list(model.module.parameters())):
+            return {name: t.detach().clone() for name, t in model.module.state_dict().items()}
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
@@ -59,6 +114,23 @@ def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
     )
 
 
+def save_engine_state(model: torch.nn.Module, directory: Path) -> None:
+    """DeepSpeed: the engine's optimizer state (and its shards of the weights), one file per
+    process (a collective)."""
+    model.save_checkpoint(str(directory), tag="state")
+
+
+def load_engine_state(model: torch.nn.Module, directory: Path) -> None:
+    """DeepSpeed: restore what ``save_engine_state`` wrote (same process count)."""
+    if not (directory / "state").is_dir():
+        raise ConfigError(
+            f"{directory} holds no DeepSpeed engine state: resume a DeepSpeed run under DeepSpeed"
+        )
+    model.load_checkpoint(
+        str(directory), tag="state", load_optimizer_states=True, load_lr_scheduler_states=False
+    )
+
+
 def load_optimizer_state(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict
 ) -> None:
@@ -66,3 +138,41 @@ def load_optimizer_state(
     set_optimizer_state_dict(
         model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True)
     )
+
+
+@contextlib.contextmanager
+def micro_batch(accelerator: Accelerator, model: torch.nn.Module, last: bool) -> Iterator[None]:
+    """Around one micro-batch's forward and backward: gradients are synchronised across
+    processes only at the mini-batch's last one (DDP/FSDP no_sync, DeepSpeed's boundary)."""
+    if uses_deepspeed(accelerator):
+        model.set_gradient_accumulation_boundary(last)
+        yield
+    elif last:
+        yield
+    else:
+        with accelerator.no_sync(model):
+            yield
+
+
+def backward(accelerator: Accelerator, model: torch.nn.Module, loss: torch.Tensor) -> None:
+    if uses_deepspeed(accelerator):
+        model.backward(loss)
+    else:
+        accelerator.backward(loss)
+
+
+def optimizer_step(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    max_grad_norm: float,
+) -> float:
+    """Clip the accumulated gradient to max_grad_norm and step; returns its norm before
+    clipping. DeepSpeed's engine clips (gradient_clipping) and steps its own optimizer."""
+    if uses_deepspeed(accelerator):
+        model.step()
+        return float(model.get_global_grad_norm())
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm

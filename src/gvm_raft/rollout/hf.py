@@ -107,6 +107,7 @@ class HFRollout:
             input_ids=input_ids.to(self.model.device),
             attention_mask=attention_mask.to(self.model.device),
             generation_config=config,
+            synced_gpus=False,  # every process generates its own share on a whole model
         )
         new_tokens = out.sequences[:, width:]
         logits = torch.stack(out.logits, dim=1)
