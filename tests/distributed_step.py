@@ -54,6 +54,8 @@ def step(
     model, optimizer = accelerator.prepare(model, optimizer)
     if engine == "fsdp2":
         assert all(isinstance(p, DTensor) for p in model.parameters()), "FSDP did not shard"
+    if engine.startswith("zero"):
+        assert model.zero_optimization_stage() == int(engine[-1])
     if engine == "zero3":
         assert all(p.numel() == 0 for p in model.parameters()), "ZeRO-3 did not shard"
     update_policy(

@@ -1,4 +1,5 @@
-"""Every shipped config loads and validates; the paper configs differ only where they should."""
+"""Every shipped config loads and validates; the paper configs differ only where they should;
+the accelerate configs launch the engines they name."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gvm_raft.config import load_config
+from gvm_raft.config import ConfigError, load_config
+from gvm_raft.sharding import fit_deepspeed_config
 
 CONFIGS = sorted(
     p
@@ -27,3 +29,52 @@ def test_paper_arms_share_everything_but_algorithm_and_allocation():
     first = next(iter(paper.values()))
     for values in paper.values():
         assert {k for k in values if values[k] != first[k]} <= allowed
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ddp-gpus.yaml", {"ACCELERATE_MIXED_PRECISION": "bf16"}),
+        (
+            "fsdp2-gpus.yaml",
+            {
+                "ACCELERATE_USE_FSDP": "true",
+                "FSDP_VERSION": "2",
+                "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+            },
+        ),
+        (
+            "deepspeed-zero2-gpus.yaml",
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
+        ),
+        (
+            "deepspeed-zero3-gpus.yaml",
+            {
+                "ACCELERATE_USE_DEEPSPEED": "true",
+                "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+                "ACCELERATE_DEEPSPEED_ZERO3_INIT": "false",
+            },
+        ),
+    ],
+)
+def test_accelerate_config_launches_its_engine(name, expected):
+    from sharded_on_cpu import CONFIGS as ACCELERATE_CONFIGS
+    from sharded_on_cpu import launch_environment
+
+    env = launch_environment(ACCELERATE_CONFIGS / name)
+    assert {key: env.get(key) for key in expected} == expected
+    if "ACCELERATE_USE_DEEPSPEED" in expected:
+        assert env["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] == "1"
+
+
+def test_deepspeed_config_is_fitted_to_the_step():
+    config = {"train_batch_size": "auto", "gradient_accumulation_steps": 4, "zero_optimization": {}}
+    fit_deepspeed_config(config, micro_batch_size=3, max_grad_norm=0.5)
+    assert config == {
+        "train_micro_batch_size_per_gpu": 3,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 0.5,
+        "zero_optimization": {},
+    }
+    with pytest.raises(ConfigError, match="sets 'optimizer': remove it"):
+        fit_deepspeed_config({"optimizer": {"type": "Adam"}}, 3, 0.5)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
@@ -218,3 +219,16 @@ def test_dynamic_filtering_keeps_informative_groups_only(tiny_world, tmp_path):
         assert m["train/samples"] == 4 * m["filter/kept_groups"]
         assert m["samples/stage2"] == 8 + 16 * m["filter/rounds"]  # 4 x (4 - 2 reused) + refills
         assert m["filter/kept_groups"] == 4 or m["filter/rounds"] == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "engine"),
+    [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")],
+)
+def test_sharding_engine_without_gpu_is_refused(
+    tiny_world, tmp_path, monkeypatch, variable, engine
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(variable, "true")
+    with pytest.raises(ConfigError, match=f"asks for {engine} .* torchrun"):
+        train(config(tiny_world, tmp_path / "run"), progress=False)

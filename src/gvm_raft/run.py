@@ -33,6 +33,7 @@ from gvm_raft.rewards import RewardFn, load_reward
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.sharding import (
+    check_engine_available,
     configure_deepspeed,
     load_engine_state,
     load_optimizer_state,
@@ -88,6 +89,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
             f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
             "output_dir"
         )
+    check_engine_available()
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=config.mixed_precision,

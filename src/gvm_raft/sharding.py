@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,8 @@ from torch.distributed.checkpoint.state_dict import (
 
 from gvm_raft.config import ConfigError
 
+FSDP_EFFICIENT_LOADING = "FSDP_CPU_RAM_EFFICIENT_LOADING"
+
 
 def uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
@@ -44,14 +47,37 @@ def shards_parameters(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
+def check_engine_available() -> None:
+    """accelerate runs FSDP and DeepSpeed only on GPUs (and similar accelerators); refuse a
+    launch that asks for them on a machine without one, before accelerate fails inside."""
+    if torch.cuda.is_available():
+        return
+    for variable, engine in (
+        ("ACCELERATE_USE_FSDP", "FSDP"),
+        ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"),
+    ):
+        if os.environ.get(variable, "false").lower() == "true":
+            raise ConfigError(
+                f"the launch config asks for {engine} ({variable}=true), which accelerate runs "
+                "only on GPUs, and this machine has none: launch CPU processes with torchrun "
+                "(torchrun --nproc_per_node N -m gvm_raft.cli train CONFIG) or a DDP config"
+            )
+
+
 def configure_deepspeed(
     accelerator: Accelerator, micro_batch_size: int, max_grad_norm: float
 ) -> None:
-    """Fit the DeepSpeed config to gvm-raft's step: it owns micro-batching (one engine step per
-    mini-batch, accumulation boundaries set by the M-step), clipping, optimizer and schedule."""
-    if not uses_deepspeed(accelerator):
-        return
-    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    """Under DeepSpeed, fit its config to gvm-raft's step (see ``fit_deepspeed_config``)."""
+    if uses_deepspeed(accelerator):
+        fit_deepspeed_config(
+            accelerator.state.deepspeed_plugin.deepspeed_config, micro_batch_size, max_grad_norm
+        )
+
+
+def fit_deepspeed_config(config: dict, micro_batch_size: int, max_grad_norm: float) -> None:
+    """gvm-raft owns micro-batching (one engine step per mini-batch, accumulation boundaries
+    set by the M-step), clipping, the optimizer and the schedule: set those fields in place,
+    and refuse a config that brings its own optimizer or scheduler."""
     for section in ("optimizer", "scheduler"):
         if section in config:
             raise ConfigError(
@@ -66,19 +92,25 @@ def configure_deepspeed(
 
 @contextlib.contextmanager
 def loading_whole_models(accelerator: Accelerator) -> Iterator[None]:
-    """Load models whole on every process, also under ZeRO-3 (where transformers would build
-    them partitioned, under zero.Init): the replica and the reference model must stay whole;
-    the trained model is partitioned by ``prepare``."""
-    if not uses_deepspeed(accelerator):
-        yield
-        return
-    from transformers.integrations import unset_hf_deepspeed_config
+    """Load models whole on every process. transformers would otherwise build them partitioned
+    under ZeRO-3 (zero.Init), or empty (on the meta device) on all but each machine's first
+    process under FSDP's cpu_ram_efficient_loading; the replica and the reference model must
+    be whole, and ``prepare`` shards the trained model itself."""
+    efficient_loading = os.environ.get(FSDP_EFFICIENT_LOADING)
+    os.environ[FSDP_EFFICIENT_LOADING] = "false"
+    if uses_deepspeed(accelerator):
+        from transformers.integrations import unset_hf_deepspeed_config
 
-    unset_hf_deepspeed_config()
+        unset_hf_deepspeed_config()
     try:
         yield
     finally:
-        accelerator.state.deepspeed_plugin.set_deepspeed_weakref()
+        if efficient_loading is None:
+            del os.environ[FSDP_EFFICIENT_LOADING]
+        else:
+            os.environ[FSDP_EFFICIENT_LOADING] = efficient_loading
+        if uses_deepspeed(accelerator):
+            accelerator.state.deepspeed_plugin.set_deepspeed_weakref()
 
 
 def make_replica(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module | None:
