@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from gvm_raft.config import ConfigError
 from gvm_raft.fileio import atomic_write_text, building_dir
 
 STATE_FILE = "trainer_state.json"
@@ -75,4 +76,10 @@ def load_scheduler(checkpoint: Path, scheduler: Any) -> None:
 
 def read_optimizer_state(checkpoint: Path) -> dict:
     """The saved optimizer state (whole, keyed by parameter name)."""
-    return torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    path = checkpoint / "optimizer.pt"
+    if not path.exists():
+        raise ConfigError(
+            f"{checkpoint} has no optimizer.pt: it was written under DeepSpeed, whose optimizer "
+            "state only DeepSpeed reads; resume it under the same DeepSpeed config"
+        )
+    return torch.load(path, weights_only=True)

@@ -208,7 +208,11 @@ def resume_point(run: Run) -> int:
         state = load_state(checkpoint)
         iteration = int(state["iteration"])
         if uses_deepspeed(run.accelerator):
-            load_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
+            load_engine_state(
+                run.model,
+                engine_state_dir(run.run_dir, iteration),
+                run.accelerator.num_processes,
+            )
         else:
             load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
         load_scheduler(checkpoint, run.scheduler)

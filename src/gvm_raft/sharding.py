@@ -152,11 +152,17 @@ def save_engine_state(model: torch.nn.Module, directory: Path) -> None:
     model.save_checkpoint(str(directory), tag="state")
 
 
-def load_engine_state(model: torch.nn.Module, directory: Path) -> None:
-    """DeepSpeed: restore what ``save_engine_state`` wrote (same process count)."""
-    if not (directory / "state").is_dir():
+def load_engine_state(model: torch.nn.Module, directory: Path, processes: int) -> None:
+    """DeepSpeed: restore what ``save_engine_state`` wrote, with the same process count."""
+    shards = list((directory / "state").glob("*_optim_states.pt"))
+    if not shards:
         raise ConfigError(
             f"{directory} holds no DeepSpeed engine state: resume a DeepSpeed run under DeepSpeed"
+        )
+    if len(shards) != processes:
+        raise ConfigError(
+            f"the DeepSpeed state in {directory} was written by {len(shards)} processes: resume "
+            f"with {len(shards)} processes (this launch has {processes})"
         )
     model.load_checkpoint(
         str(directory), tag="state", load_optimizer_states=True, load_lr_scheduler_states=False
