@@ -49,6 +49,17 @@ def test_raft_loss_is_nll_of_accepted_samples_only():
     assert loss.item() == pytest.approx((1 + 2 + 3 + 0.5) / 4)
 
 
+def test_raft_loss_weights_scale_each_samples_term_not_the_denominator():
+    log_probs = t([[-1.0, -2.0, -3.0], [-0.5, -9.0, -9.0]])
+    weights = t([2.0, 0.5])
+    token = raft_loss(log_probs, MASK, weights, "token_mean")
+    assert token.item() == pytest.approx((2 * (1 + 2 + 3) + 0.5 * 0.5) / 4)
+    sequence = raft_loss(log_probs, MASK, weights, "sequence_mean")
+    assert sequence.item() == pytest.approx((2 * 2.0 + 0.5 * 0.5) / 2)
+    zero_weight = raft_loss(log_probs, MASK, t([0.0, 1.0]))  # out of the denominator too
+    assert zero_weight.item() == pytest.approx(0.5)
+
+
 def test_policy_loss_clips_on_both_sides():
     # Four one-token samples; ratios 1.5 (A=+1), 0.5 (A=-1), 1.1 (A=+1), 0.5 (A=+2).
     ratios = t([[1.5], [0.5], [1.1], [0.5]])

@@ -18,7 +18,11 @@ import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
 from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, TrainConfig, load_config, save_config
-from gvm_raft.trainer import train
+from gvm_raft.estep import ScoredSample
+from gvm_raft.mstep import advantages_for
+from gvm_raft.rollout.base import Sample
+from gvm_raft.stats import PromptStats
+from gvm_raft.trainer import train, weighted_batch
 
 REWARD = "parity_reward:even_code_point_sum"
 TESTS_DIR = os.path.dirname(__file__)
@@ -232,3 +236,33 @@ def test_sharding_engine_without_gpu_is_refused(
     monkeypatch.setenv(variable, "true")
     with pytest.raises(ConfigError, match=f"asks for {engine} .* torchrun"):
         train(config(tiny_world, tmp_path / "run"), progress=False)
+
+
+def test_inverse_acceptance_weights_the_batch_by_one_over_expected_acceptances(tiny_world):
+    def scored(group: int, accepted: bool) -> ScoredSample:
+        sample = Sample(group, [5, 6], "", [-1.0, -1.0], "stop")
+        return ScoredSample(group, [1], sample, float(accepted), accepted, 2)
+
+    groups = [
+        [scored(0, True), scored(0, False)],
+        [scored(1, True), scored(1, True), scored(1, False), scored(1, False)],
+    ]
+    estimates = PromptStats(np.ones(2), np.array([0.5, 0.5]))
+    # n p = 1 and 2: raw weights 1 and 1/2; accepted samples 1, 1/2, 1/2 have mean 2/3
+    weighting = config(tiny_world, "x", sample_weighting="inverse_acceptance")
+    weighted = weighted_batch(weighting, groups, estimates)
+    assert [s.weight for s in weighted] == pytest.approx([1.5, 1.5, 0.75, 0.75, 0.75, 0.75])
+    plain = weighted_batch(config(tiny_world, "x"), groups, estimates)
+    assert [s.weight for s in plain] == [1.0] * 6
+    advantages = advantages_for(config(tiny_world, "x"), weighted)
+    assert advantages.tolist() == pytest.approx([1.5, 0.0, 0.75, 0.75, 0.0, 0.0])
+    with pytest.raises(ConfigError, match="sample_weighting applies to RAFT"):
+        config(tiny_world, "x", algorithm="grpo", sample_weighting="inverse_acceptance")
+
+
+def test_weighted_raft_runs_end_to_end(tiny_world, tmp_path):
+    for algorithm in ("raft", "raft++"):
+        overrides = dict(algorithm=algorithm, sample_weighting="inverse_acceptance", iterations=1)
+        metrics = rows(train(config(tiny_world, tmp_path / algorithm, **overrides), progress=False))
+        assert metrics[1]["train/optimizer_steps"] >= 1
+        assert np.isfinite(metrics[1]["train/loss"])

@@ -94,6 +94,22 @@ def gradient_variance(
     return float(np.sum(g[counted] ** 2 / denom))
 
 
+def estimator_weights(n: ArrayLike, accept_rates: ArrayLike) -> FloatArray:
+    """Per-sample weight of prompt i's accepted samples in the estimator whose variance the
+    allocation minimises, -sum_i 1/(n_i p_i) sum_{y in D_i} grad ln P(y | x_i): 1/(n_i p_i),
+    with the expected accepted count n_i p_i floored at 1 (a prompt estimated never to accept
+    that accepts anyway counts as if one acceptance was expected); 0 where n_i = 0."""
+    sizes = _as_vector(n, "n")
+    p = _as_vector(accept_rates, "accept_rates")
+    if sizes.shape != p.shape:
+        raise ValueError(f"n has {sizes.size} entries but accept_rates has {p.size}")
+    if (p > 1).any():
+        raise ValueError("accept_rates must lie in [0, 1]")
+    weights = 1.0 / np.maximum(sizes * p, 1.0)
+    weights[sizes == 0] = 0.0
+    return weights
+
+
 def continuous_allocation(
     budget: float,
     grad_norms: ArrayLike,

@@ -107,6 +107,13 @@ class TrainConfig:
         "stage1_samples=0); unseen prompts get the batch's mean estimates",
         default=False,
     )
+    sample_weighting: Literal["none", "inverse_acceptance"] = doc(
+        "RAFT / RAFT++ M-step: 'none' (the token mean over the mini-batch, as in the paper) or "
+        "'inverse_acceptance' (each accepted sample of prompt i weighted by 1/(n_i p_i), p_i the "
+        "allocation's estimate, normalised to mean 1 over the batch's accepted samples: the "
+        "unbiased estimator whose variance the allocation minimises)",
+        default="none",
+    )
     dynamic_filtering: bool = doc(
         "DAPO: drop groups whose rewards are all equal and refill from further prompts "
         "(num_generations each) until prompts_per_iteration groups remain",
@@ -203,6 +210,14 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(
                 f"{name} must be one of {', '.join(allowed)}; got {getattr(config, name)!r}"
             )
+    if config.sample_weighting != "none":
+        if config.algorithm == "grpo":
+            raise ConfigError(
+                "sample_weighting applies to RAFT and RAFT++ (accepted samples); GRPO weights "
+                "samples by its group-normalised advantages: set sample_weighting=none"
+            )
+        if config.dynamic_filtering:
+            raise ConfigError("sample_weighting and dynamic_filtering cannot be combined")
     if config.online_stats:
         if config.stage1_samples:
             raise ConfigError("online_stats=true replaces stage 1: set stage1_samples=0")

@@ -59,8 +59,9 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str, Any]]:
-    """GVM variants: G_i = 1, alpha = 0, a smaller stage 1, online statistics, and the
-    reference fork's confound (num_generations times more optimizer steps)."""
+    """GVM variants: G_i = 1, alpha = 0, a smaller stage 1, online statistics, the reference
+    fork's confound (num_generations times more optimizer steps), and uniform and GVM with the
+    1/(n_i p_i)-weighted M-step (the estimator whose variance GVM minimises)."""
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
         "gvm-alpha=0": {"allocation": "gvm", "gvm_alpha": 0.0},
@@ -70,6 +71,8 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
             "allocation": "gvm",
             "mini_batch_size": max(1, mini_batch_size // num_generations),
         },
+        "uniform-weighted": {"allocation": "uniform", "sample_weighting": "inverse_acceptance"},
+        "gvm-weighted": {"allocation": "gvm", "sample_weighting": "inverse_acceptance"},
     }
 
 

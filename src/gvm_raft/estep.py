@@ -33,6 +33,7 @@ class ScoredSample:
     reward: float
     accepted: bool
     stage: int
+    weight: float = 1.0  # M-step weight of the sample (sample_weighting)
 
 
 def sample_and_score(
@@ -104,6 +105,7 @@ def collate_samples(samples: Sequence[ScoredSample], pad_id: int) -> dict[str, t
         "old_log_probs": old_log_probs,
         "rewards": torch.tensor([s.reward for s in samples]),
         "accepted": torch.tensor([s.accepted for s in samples]),
+        "weights": torch.tensor([s.weight for s in samples]),
         "groups": torch.tensor([s.prompt_position for s in samples]),
     }
 

@@ -50,16 +50,19 @@ def normaliser_of(response_lengths: Sequence[int], loss_type: LossType) -> float
 def raft_loss(
     log_probs: torch.Tensor,
     mask: torch.Tensor,
-    accepted: torch.Tensor,
+    weights: torch.Tensor,
     loss_type: LossType = "token_mean",
     normaliser: float | None = None,
 ) -> torch.Tensor:
     """RAFT: negative log-likelihood of the accepted samples (supervised fine-tuning on them).
 
-    accepted: (B,) bool; rejected samples are left out of the loss and of its denominator.
+    weights: (B,) per sample, 0 for rejected samples (left out of the loss and of its
+    denominator); 1 for accepted ones, or their sample_weighting weights, which scale each
+    sample's term (not the denominator).
     """
-    kept = mask * accepted.to(mask.dtype).unsqueeze(-1)
-    return aggregate(-log_probs, kept, loss_type, normaliser)
+    w = weights.to(log_probs.dtype).unsqueeze(-1)
+    kept = mask * (w > 0).to(mask.dtype)
+    return aggregate(-log_probs * w, kept, loss_type, normaliser)
 
 
 def policy_loss(

@@ -3,7 +3,8 @@
 The batch is shuffled and cut into mini-batches of ``mini_batch_size`` samples (one optimizer
 step each, the same for every allocation arm), processed in micro-batches whose losses are
 normalised by the whole mini-batch, so accumulation gives the mini-batch's gradient.
-Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0); GRPO group-normalised rewards.
+Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0) times the sample's weight (1, or
+its sample_weighting weight); GRPO group-normalised rewards.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def advantages_for(config: TrainConfig, samples: Sequence[ScoredSample]) -> torc
     if config.algorithm == "grpo":
         groups = [s.prompt_position for s in samples]
         return grpo_advantages(rewards, groups, singleton=config.singleton_advantage)
-    return rewards.clamp(min=0.0)
+    return rewards.clamp(min=0.0) * torch.tensor([s.weight for s in samples])
 
 
 def update_policy(
@@ -141,9 +142,8 @@ def _step(
         with micro_batch(accelerator, model, last):
             log_probs = token_log_probs(model, ids, att, config.temperature)
             if config.algorithm == "raft":
-                loss = raft_loss(
-                    log_probs, mask, micro["accepted"], config.loss_type, batch.normaliser
-                )
+                weights = micro["accepted"] * micro["weights"]
+                loss = raft_loss(log_probs, mask, weights, config.loss_type, batch.normaliser)
                 parts: dict[str, float] = {}
             else:
                 loss, parts = policy_loss(

@@ -6,13 +6,19 @@ Everything random derives from (seed, iteration), so a resumed run repeats an un
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.allocation import allocate, allocation_summary, knapsack_allocate
+from gvm_raft.allocation import (
+    allocate,
+    allocation_summary,
+    estimator_weights,
+    knapsack_allocate,
+)
 from gvm_raft.config import TrainConfig
 from gvm_raft.data import PromptRow, render_prompt
 from gvm_raft.distributed import (
@@ -94,7 +100,7 @@ def run_iteration(run: Run, iteration: int) -> dict:
     if config.dynamic_filtering:
         groups, refills, filtering = refill_informative_groups(run, positions, groups, iteration)
         stage2 = stage2 + refills
-    batch = [s for group in groups for s in group]
+    batch = weighted_batch(config, groups, estimates)
     timer.lap("stage2")
 
     rng = np.random.default_rng([config.seed, iteration, 3])
@@ -247,6 +253,23 @@ def refill_informative_groups(
         "filter/kept_groups": min(len(kept), target),
     }
     return kept[:target], refills, metrics
+
+
+def weighted_batch(
+    config: TrainConfig, groups: list[list[ScoredSample]], estimates: PromptStats
+) -> list[ScoredSample]:
+    """The groups' samples in order; with sample_weighting=inverse_acceptance each carries
+    weight 1/(n_i p_i) (``estimator_weights``), scaled to mean 1 over the accepted samples."""
+    batch = [s for group in groups for s in group]
+    if config.sample_weighting == "none":
+        return batch
+    sizes = np.array([len(g) for g in groups])
+    per_group = estimator_weights(sizes, estimates.accept_rates)
+    weights = np.repeat(per_group, sizes)
+    accepted = np.array([s.accepted for s in batch], dtype=bool)
+    if accepted.any():
+        weights = weights / weights[accepted].mean()
+    return [dataclasses.replace(s, weight=float(w)) for s, w in zip(batch, weights, strict=True)]
 
 
 def sample(
