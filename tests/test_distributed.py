@@ -18,7 +18,9 @@ import torch
 from safetensors.torch import load_file
 from sharded_on_cpu import ENGINES
 
+from gvm_raft.config import load_config
 from gvm_raft.distributed import contiguous_share, lpt_assign, worker_loads
+from gvm_raft.trainer import train
 
 TESTS = Path(__file__).parent
 NEEDS_DEEPSPEED = pytest.mark.skipif(
@@ -176,3 +178,7 @@ def test_sharded_run_trains_checkpoints_and_resumes(tiny_world, tmp_path, engine
     )
     for name, value in saved_full.items():
         torch.testing.assert_close(saved_cut[name], value)
+    if engine == "fsdp2":  # the whole, name-keyed optimizer state resumes in one plain process
+        config = write_run_config(tiny_world, tmp_path / "one.yaml", cut, "iterations: 4")
+        train(load_config(config, ["resume=true"]), progress=False)
+        assert [m["iteration"] for m in metric_rows(cut)] == [0, 1, 2, 3, 4]
