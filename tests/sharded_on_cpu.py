@@ -5,8 +5,9 @@ back to plain multi-process data parallelism. ``engine_accelerator`` builds the 
 usual, then gives the process the environment ``accelerate launch --config_file CONFIG`` would
 have given it and switches accelerate's state to the config's engine, so that ``prepare``
 applies accelerate's own FSDP2 wrapping (``fully_shard``) or DeepSpeed engine over the gloo
-process group. Mixed precision stays off (the configs ask for bf16 on GPUs), and FSDP's
-cpu_ram_efficient_loading is turned on to exercise the whole-model loading guard.
+process group. Mixed precision follows the run config (the accelerate configs' bf16 is
+dropped: the tests run in full precision), and FSDP's cpu_ram_efficient_loading is turned on to
+exercise the whole-model loading guard.
 
 Engines: "ddp" (no change), "fsdp2", "zero2", "zero3". Run as a script it is ``gvm-raft``:
 ``python -m torch.distributed.run --nproc_per_node 2 tests/sharded_on_cpu.py ENGINE train CFG``.
@@ -79,7 +80,7 @@ def engine_accelerator(engine: str) -> type[Accelerator]:
             elif engine.startswith("zero"):
                 if self.state.distributed_type != DistributedType.DEEPSPEED:
                     plugin = DeepSpeedPlugin()
-                    plugin.set_mixed_precision("no")
+                    plugin.set_mixed_precision(self.state.mixed_precision)
                     plugin.select(_from_accelerator_state=True)
                     self.state.deepspeed_plugins = plugin
                     self.state.distributed_type = DistributedType.DEEPSPEED

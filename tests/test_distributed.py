@@ -182,3 +182,15 @@ def test_sharded_run_trains_checkpoints_and_resumes(tiny_world, tmp_path, engine
         config = write_run_config(tiny_world, tmp_path / "one.yaml", cut, "iterations: 4")
         train(load_config(config, ["resume=true"]), progress=False)
         assert [m["iteration"] for m in metric_rows(cut)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("engine", [engine_param(e) for e in ("fsdp2", "zero3")])
+def test_sharded_run_in_bf16(tiny_world, tmp_path, engine):
+    """Mixed precision as the GPU configs use it (FSDP2's bf16 policy, DeepSpeed's bf16)."""
+    run_dir = tmp_path / "run"
+    extra = ("iterations: 1", "mixed_precision: bf16")
+    config = write_run_config(tiny_world, tmp_path / "config.yaml", run_dir, *extra)
+    done = torchrun(str(TESTS / "sharded_on_cpu.py"), engine, "train", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = metric_rows(run_dir)[1]
+    assert row["train/optimizer_steps"] >= 1 and np.isfinite(row["train/loss"])
