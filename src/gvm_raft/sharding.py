@@ -30,6 +30,9 @@ from torch.distributed.checkpoint.state_dict import (
     get_optimizer_state_dict,
     set_optimizer_state_dict,
 )
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP1
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
 
 from gvm_raft.config import ConfigError
 
@@ -120,22 +123,41 @@ def make_replica(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.M
     return copy.deepcopy(model).to(accelerator.device)
 
 
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer of the prepared model, whole, on every process (a collective:
-    every process must call it)."""
+def whole_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, whole tensor) of every parameter and buffer of the prepared model, gathered one
+    at a time, so no second whole copy of the model is ever held (a collective: every process
+    must run through it). Tensors may be views of gather buffers: copy them before moving on."""
     deepspeed = sys.modules.get("deepspeed")
     if deepspeed is not None and isinstance(model, deepspeed.DeepSpeedEngine):
-        with deepspeed.zero.GatheredParameters(list(model.module.parameters())):
-            return {name: t.detach().clone() for name, t in model.module.state_dict().items()}
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+        params = dict(model.module.named_parameters(remove_duplicate=False))
+        for name, tensor in model.module.state_dict().items():
+            if name not in params:
+                yield name, tensor
+                continue
+            with deepspeed.zero.GatheredParameters([params[name]]):
+                yield name, params[name].data
+    elif isinstance(model, FSDP1):
+        yield from get_model_state_dict(
+            model, options=StateDictOptions(full_state_dict=True)
+        ).items()
+    else:
+        module = model.module if isinstance(model, DistributedDataParallel) else model
+        for name, tensor in module.state_dict().items():
+            yield name, tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of the prepared model, whole, on every process (a collective)."""
+    return {name: tensor.detach().clone() for name, tensor in whole_tensors(model)}
 
 
 @torch.no_grad()
 def refresh_replica(model: torch.nn.Module, replica: torch.nn.Module) -> None:
-    """Copy the trained (sharded) model's current parameters into the replica (a collective)."""
-    state = full_state_dict(model)
-    for name, tensor in replica.state_dict().items():
-        tensor.copy_(state[name])
+    """Copy the trained (sharded) model's current parameters into the replica, one tensor at a
+    time (a collective)."""
+    targets = replica.state_dict()
+    for name, tensor in whole_tensors(model):
+        targets[name].copy_(tensor)
 
 
 def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
