@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/allocation_speed.py
 	$(BIN)/python benchmarks/gradnorm_speed.py
 	$(BIN)/python benchmarks/rollout_throughput.py
+	$(BIN)/python benchmarks/sharding_memory.py
 
 # GVM against uniform, Knapsack-RL, DAPO filtering and ablations on the embedded world.
 convergence: $(STAMP)
