@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import parity_reward
 import pytest
 import torch
 
@@ -18,7 +19,9 @@ import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
 from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, TrainConfig, load_config, save_config
+from gvm_raft.demo import run_demo
 from gvm_raft.estep import ScoredSample
+from gvm_raft.models import ModelLoadError
 from gvm_raft.mstep import advantages_for
 from gvm_raft.rollout.base import Sample
 from gvm_raft.stats import PromptStats
@@ -266,3 +269,39 @@ def test_weighted_raft_runs_end_to_end(tiny_world, tmp_path):
         metrics = rows(train(config(tiny_world, tmp_path / algorithm, **overrides), progress=False))
         assert metrics[1]["train/optimizer_steps"] >= 1
         assert np.isfinite(metrics[1]["train/loss"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (dict(prompts_per_iteration=1000), "prompts_per_iteration=1000 exceeds the 16 usable"),
+        (dict(reward="no_such_module:fn"), "reward 'no_such_module:fn' cannot be loaded"),
+    ],
+)
+def test_data_and_reward_errors_come_before_the_model_is_loaded(
+    tiny_world, tmp_path, override, message
+):
+    """The model path does not exist, so the error proves the model was never loaded."""
+    missing_model = str(tmp_path / "no-model")
+    with pytest.raises(ValueError, match=message):
+        train(
+            config(tiny_world, tmp_path / "run", model_name_or_path=missing_model, **override),
+            progress=False,
+        )
+
+
+def test_a_failed_setup_closes_the_reward(tiny_world, tmp_path, monkeypatch):
+    closed = []
+    monkeypatch.setattr("gvm_raft.run.close_reward", closed.append)
+    with pytest.raises(ModelLoadError, match="model_name_or_path"):
+        train(
+            config(tiny_world, tmp_path / "a", model_name_or_path=str(tmp_path / "none")),
+            progress=False,
+        )
+    assert closed == [parity_reward.even_code_point_sum]
+
+
+def test_demo_checks_its_overrides_before_building_the_world(tmp_path):
+    with pytest.raises(ConfigError, match="iterations must be a int; got 'abc'"):
+        run_demo(str(tmp_path / "world"), str(tmp_path / "demo"), ["iterations=abc"])
+    assert not (tmp_path / "world").exists()

@@ -20,16 +20,12 @@ def bundled_config(name: str = "demo.yaml") -> Path:
 
 
 def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
-    """Prepare (or reuse) the world, train (or resume) the demo run, write its report.
+    """Check the overrides, prepare (or reuse) the world, train (or resume) the demo run, and
+    write its report.
 
     Under several processes (accelerate launch / torchrun) the main process builds the world
     and writes the report; the others wait for it.
     """
-    state = PartialState(cpu=not torch.cuda.is_available())
-    with state.main_process_first():
-        report = prepare_demo_world(world_dir)
-    if state.is_main_process:
-        print(format_world_report(report, world_dir), flush=True)
     world = Path(world_dir)
     config = load_config(
         bundled_config(),
@@ -40,6 +36,11 @@ def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
         output_dir=str(out_dir),
         resume=True,  # a re-run continues (or just re-reports) the demo run
     )
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.main_process_first():
+        report = prepare_demo_world(world_dir)
+    if state.is_main_process:
+        print(format_world_report(report, world_dir), flush=True)
     run_dir = train(config)
     if state.is_main_process:
         print(write_report([run_dir], run_dir / "report"), flush=True)

@@ -13,9 +13,17 @@ class ModelLoadError(ValueError):
 
 
 def _explain(path: str | Path, what: str, setting: str, err: Exception) -> ModelLoadError:
-    if not Path(path).exists():
+    where, name = Path(path), str(path)
+    if where.is_dir() and not (where / "config.json").exists():
         return ModelLoadError(
-            f"{setting}={path}: no such directory (nor a reachable hub model: {err})"
+            f"{setting}={path}: the directory holds no config.json; point {setting} at a "
+            "directory written by save_pretrained (config.json, weights and tokenizer files)"
+        )
+    if not where.exists():
+        if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+            return ModelLoadError(f"{setting}={path}: no such directory")
+        return ModelLoadError(
+            f"{setting}={path}: no such directory, nor a reachable hub model ({err})"
         )
     return ModelLoadError(f"{setting}={path}: cannot load a {what} ({err})")
 

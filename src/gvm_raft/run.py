@@ -29,7 +29,7 @@ from gvm_raft.config import ConfigError, TrainConfig, save_config
 from gvm_raft.data import PromptRow, load_prompts
 from gvm_raft.fileio import atomic_write_text
 from gvm_raft.models import load_causal_lm, load_tokenizer
-from gvm_raft.rewards import RewardFn, load_reward
+from gvm_raft.rewards import RewardFn, close_reward, load_reward
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.sharding import (
@@ -79,7 +79,8 @@ class Run:
 
 
 def setup(config: TrainConfig, progress: bool) -> Run:
-    """Load model, data and reward, and prepare the run directory."""
+    """Load data, reward and model, and prepare the run directory. Data and reward come first,
+    so a bad dataset or reward fails before a large model is loaded."""
     for key in ("model_name_or_path", "train_file"):
         if not getattr(config, key):
             raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
@@ -90,6 +91,40 @@ def setup(config: TrainConfig, progress: bool) -> Run:
             "output_dir"
         )
     check_engine_available()
+    train_rows, test_rows = load_datasets(config)
+    reward_fn = load_reward(config.reward)
+    try:
+        return _setup_model(config, progress, run_dir, train_rows, test_rows, reward_fn)
+    except BaseException:
+        close_reward(reward_fn)
+        raise
+
+
+def load_datasets(config: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
+    """The training and (optional) test prompts; the training set must fill one iteration."""
+    train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
+    if len(train_rows) < config.prompts_per_iteration:
+        raise ConfigError(
+            f"prompts_per_iteration={config.prompts_per_iteration} exceeds the "
+            f"{len(train_rows)} usable prompts of {config.train_file}: lower "
+            "prompts_per_iteration or use a larger train_file"
+        )
+    test_rows = (
+        load_prompts(config.test_file, config.prompt_column, config.answer_column)
+        if config.test_file
+        else []
+    )
+    return train_rows, test_rows
+
+
+def _setup_model(
+    config: TrainConfig,
+    progress: bool,
+    run_dir: Path,
+    train_rows: list[PromptRow],
+    test_rows: list[PromptRow],
+    reward_fn: RewardFn,
+) -> Run:
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=config.mixed_precision,
@@ -119,12 +154,6 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     replica = make_replica(accelerator, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     policy = replica if replica is not None else accelerator.unwrap_model(model)
-    train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
-    test_rows = (
-        load_prompts(config.test_file, config.prompt_column, config.answer_column)
-        if config.test_file
-        else []
-    )
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
@@ -143,7 +172,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
         optimizer=optimizer,
         scheduler=scheduler,
         backend=backend,
-        reward_fn=load_reward(config.reward),
+        reward_fn=reward_fn,
         train_rows=train_rows,
         test_rows=test_rows,
         stats=RunningPromptStats(config.stats_decay, config.accept_rate_prior),
