@@ -80,6 +80,15 @@ def test_resume_repeats_the_uninterrupted_run(tiny_world, tmp_path):
     assert resumed == full
 
 
+def test_resume_refuses_settings_that_change_the_experiment(tiny_world, tmp_path):
+    train(config(tiny_world, tmp_path / "run", iterations=1), progress=False)
+    changed = config(tiny_world, tmp_path / "run", resume=True, allocation="uniform", beta=0.01)
+    with pytest.raises(ConfigError, match=r"allocation='gvm', beta=0\.001; resuming it with "):
+        train(changed, progress=False)
+    extended = config(tiny_world, tmp_path / "run", resume=True, eval_samples=1)
+    assert [m["iteration"] for m in rows(train(extended, progress=False))] == [0, 1, 2]
+
+
 def test_existing_run_is_not_overwritten(tiny_world, tmp_path):
     train(config(tiny_world, tmp_path / "run", iterations=1), progress=False)
     with pytest.raises(ConfigError, match="resume=true"):

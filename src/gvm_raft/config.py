@@ -288,6 +288,46 @@ def load_config(
     return TrainConfig(**values)
 
 
+# Settings a resumed run may change: the horizon, logging, evaluation, and how the same
+# computation is batched or executed. Any other change would make the run's curve a mix of two
+# experiments.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "iterations",
+        "resume",
+        "output_dir",
+        "keep_checkpoints",
+        "log_with",
+        "rollout_backend",
+        "rollout_batch_size",
+        "vllm_gpu_memory_utilization",
+        "micro_batch_size",
+        "test_file",
+        "eval_samples",
+        "eval_temperature",
+        "eval_greedy",
+        "eval_max_prompts",
+    }
+)
+
+
+def check_resume_matches(saved: TrainConfig, config: TrainConfig, run_dir: str | Path) -> None:
+    """Refuse to resume a run with settings that change what it trains."""
+    changed = [
+        name
+        for name in FIELD_NAMES
+        if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)
+    ]
+    if changed:
+        was = ", ".join(f"{name}={getattr(saved, name)!r}" for name in changed)
+        now = ", ".join(f"{name}={getattr(config, name)!r}" for name in changed)
+        raise ConfigError(
+            f"{run_dir} was trained with {was}; resuming it with {now} would mix two "
+            "experiments: choose another output_dir, or restore those settings (iterations, "
+            "logging, evaluation and micro_batch_size may change on resume)"
+        )
+
+
 def save_config(config: TrainConfig, path: str | Path) -> None:
     from gvm_raft.fileio import atomic_write_text
 

@@ -25,7 +25,13 @@ from gvm_raft.checkpoint import (
     read_optimizer_state,
     save_checkpoint,
 )
-from gvm_raft.config import ConfigError, TrainConfig, save_config
+from gvm_raft.config import (
+    ConfigError,
+    TrainConfig,
+    check_resume_matches,
+    load_config,
+    save_config,
+)
 from gvm_raft.data import PromptRow, load_prompts
 from gvm_raft.fileio import atomic_write_text
 from gvm_raft.models import load_causal_lm, load_tokenizer
@@ -90,6 +96,8 @@ def setup(config: TrainConfig, progress: bool) -> Run:
             f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
             "output_dir"
         )
+    if config.resume and latest_checkpoint(run_dir) is not None:
+        check_resume_matches(load_config(run_dir / "config.yaml"), config, run_dir)
     check_engine_available()
     train_rows, test_rows = load_datasets(config)
     reward_fn = load_reward(config.reward)
