@@ -14,6 +14,7 @@ import numpy as np
 import parity_reward
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
@@ -21,7 +22,7 @@ from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, TrainConfig, load_config, save_config
 from gvm_raft.demo import run_demo
 from gvm_raft.estep import ScoredSample
-from gvm_raft.models import ModelLoadError
+from gvm_raft.models import ModelLoadError, load_causal_lm
 from gvm_raft.mstep import advantages_for
 from gvm_raft.rollout.base import Sample
 from gvm_raft.stats import PromptStats
@@ -314,3 +315,42 @@ def test_demo_checks_its_overrides_before_building_the_world(tmp_path):
     with pytest.raises(ConfigError, match="iterations must be a int; got 'abc'"):
         run_demo(str(tmp_path / "world"), str(tmp_path / "demo"), ["iterations=abc"])
     assert not (tmp_path / "world").exists()
+
+
+def test_gradient_checkpointing_recomputes_layers_and_trains_the_same(
+    tiny_world, tmp_path, monkeypatch
+):
+    import transformers.modeling_utils
+
+    calls = []
+    checkpoint = transformers.modeling_utils.checkpoint
+
+    def counting(function, *args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return checkpoint(function, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.modeling_utils, "checkpoint", counting)
+    plain = train(config(tiny_world, tmp_path / "plain", iterations=1), progress=False)
+    assert calls == []
+    recomputed = train(
+        config(tiny_world, tmp_path / "gc", iterations=1, gradient_checkpointing=True),
+        progress=False,
+    )
+    assert calls and set(calls) == {False}
+    for a, b in zip(rows(plain), rows(recomputed), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    weights = [
+        load_file(run / "checkpoints/iteration-000001/model/model.safetensors")
+        for run in (plain, recomputed)
+    ]
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[1][name], tensor, rtol=1e-5, atol=1e-7)
+
+
+def test_attention_kernel_is_applied_and_a_bad_one_is_named(tiny_world):
+    model = load_causal_lm(tiny_world / "model", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    with pytest.raises(ModelLoadError, match="attn_implementation=no_such_kernel: "):
+        load_causal_lm(tiny_world / "model", attn_implementation="no_such_kernel")

@@ -144,6 +144,16 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = doc(
         "accelerate autocast for forward/backward (fp32 master weights)", default="no"
     )
+    gradient_checkpointing: bool = doc(
+        "recompute each decoder layer's activations in the backward pass (less memory, a "
+        "slower M-step)",
+        default=False,
+    )
+    attn_implementation: str | None = doc(
+        "attention kernel for from_pretrained: sdpa, flash_attention_2, eager (None = "
+        "transformers' default)",
+        default=None,
+    )
     mini_batch_size: int = doc("samples per optimizer step (same for every arm)", default=64)
     micro_batch_size: int = doc("samples per forward/backward (gradient accumulation)", default=16)
     ppo_epochs: int = doc("passes over each iteration's batch", default=1)
@@ -302,6 +312,8 @@ RESUMABLE_CHANGES = frozenset(
         "rollout_batch_size",
         "vllm_gpu_memory_utilization",
         "micro_batch_size",
+        "gradient_checkpointing",
+        "attn_implementation",
         "test_file",
         "eval_samples",
         "eval_temperature",

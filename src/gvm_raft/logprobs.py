@@ -24,6 +24,7 @@ def token_log_probs(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
     ).logits[:, :-1]
     return log_probs_of(logits, input_ids[:, 1:], temperature)
 

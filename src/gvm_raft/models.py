@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 
 class ModelLoadError(ValueError):
@@ -42,11 +47,35 @@ def load_tokenizer(
 
 
 def load_causal_lm(
-    path: str | Path, setting: str = "model_name_or_path", dtype: torch.dtype = torch.float32
+    path: str | Path,
+    setting: str = "model_name_or_path",
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = None,
 ) -> torch.nn.Module:
     """The causal LM at path, in eval mode."""
+    kernel = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    except (OSError, ValueError) as err:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kernel)
+    except (OSError, ValueError, ImportError) as err:
+        if attn_implementation is not None and attn_implementation in str(err):
+            raise ModelLoadError(
+                f"attn_implementation={attn_implementation}: {err}; choose another kernel or "
+                "unset attn_implementation"
+            ) from None
         raise _explain(path, "causal LM", setting, err) from None
     return model.eval()
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute decoder-layer activations in the backward pass (non-reentrant checkpoints;
+    active in training mode only, so generation and gradient norms are unaffected)."""
+    if not model.supports_gradient_checkpointing:
+        raise ModelLoadError(
+            f"gradient_checkpointing=true: {type(model).__name__} does not support it; set "
+            "gradient_checkpointing=false"
+        )
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.20
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)

@@ -34,7 +34,7 @@ from gvm_raft.config import (
 )
 from gvm_raft.data import PromptRow, load_prompts
 from gvm_raft.fileio import atomic_write_text
-from gvm_raft.models import load_causal_lm, load_tokenizer
+from gvm_raft.models import enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from gvm_raft.rewards import RewardFn, close_reward, load_reward
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
@@ -143,13 +143,18 @@ def _setup_model(
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
     tokenizer = load_tokenizer(config.model_name_or_path)
+    kernel = config.attn_implementation
     with loading_whole_models(accelerator):
-        model = load_causal_lm(source)
+        model = load_causal_lm(source, attn_implementation=kernel)
         ref_model = None
         if config.algorithm != "raft" and config.beta > 0:
             ref_model = (
-                load_causal_lm(config.model_name_or_path) if checkpoint else copy.deepcopy(model)
+                load_causal_lm(config.model_name_or_path, attn_implementation=kernel)
+                if checkpoint
+                else copy.deepcopy(model)
             )
+    if config.gradient_checkpointing:
+        enable_activation_checkpointing(model)
     if ref_model is not None:
         ref_model.requires_grad_(False).eval().to(accelerator.device)
     optimizer = torch.optim.AdamW(
