@@ -185,10 +185,11 @@ def test_sharded_run_trains_checkpoints_and_resumes(tiny_world, tmp_path, engine
 
 
 @pytest.mark.parametrize("engine", [engine_param(e) for e in ("fsdp2", "zero3")])
-def test_sharded_run_in_bf16(tiny_world, tmp_path, engine):
-    """Mixed precision as the GPU configs use it (FSDP2's bf16 policy, DeepSpeed's bf16)."""
+def test_sharded_run_in_bf16_with_checkpointing(tiny_world, tmp_path, engine):
+    """Mixed precision and activation checkpointing as the GPU configs use them (FSDP2's bf16
+    policy, DeepSpeed's bf16)."""
     run_dir = tmp_path / "run"
-    extra = ("iterations: 1", "mixed_precision: bf16")
+    extra = ("iterations: 1", "mixed_precision: bf16", "gradient_checkpointing: true")
     config = write_run_config(tiny_world, tmp_path / "config.yaml", run_dir, *extra)
     done = torchrun(str(TESTS / "sharded_on_cpu.py"), engine, "train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
