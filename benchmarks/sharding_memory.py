@@ -1,5 +1,6 @@
 """Peak memory per process of one M-step under each engine: one process, DDP, FSDP2, ZeRO-2,
-ZeRO-3 (2 processes each, CPU over gloo, fp32, AdamW).
+ZeRO-3 (2 processes each, CPU over gloo, fp32, AdamW); then, in one process, the same step on
+long completions without and with gradient checkpointing (peak memory and step time).
 
 Each process builds a randomly initialised Llama of --layers x --hidden (about 3.3 M parameters
 per layer at hidden 512), makes the whole-parameter replica when the engine shards, prepares,
@@ -12,7 +13,7 @@ tests/sharded_on_cpu.py from the shipped accelerate configs.
 Expected increase per process with P parameters in fp32 (weights, gradients, two AdamW moments;
 activations and engine buffers not counted): one process and DDP 16 P bytes; ZeRO-2 4 P + 12 P / 2;
 FSDP2 and ZeRO-3 16 P / 2 plus the 4 P replica.
-Run: .venv/bin/python benchmarks/sharding_memory.py [--layers 16] [--hidden 512]
+Run: .venv/bin/python benchmarks/sharding_memory.py [--layers 16] [--hidden 512] [--long-tokens 512]
 """
 
 from __future__ import annotations
@@ -25,13 +26,38 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("single", "ddp", "fsdp2", "zero2", "zero3")
 
 
-def worker(engine: str, layers: int, hidden: int, out: Path) -> None:
+def long_batch(tokenizer, count: int, tokens: int) -> list:
+    """count accepted samples of ``tokens`` random completion tokens each."""
+    import numpy as np
+
+    from gvm_raft.estep import ScoredSample
+    from gvm_raft.rollout.base import Sample
+
+    rng = np.random.default_rng(0)
+    prompt = tokenizer("12+34\n")["input_ids"]
+    return [
+        ScoredSample(
+            i,
+            prompt,
+            Sample(i, rng.integers(4, 40, tokens).tolist(), "", [-1.0] * tokens, "stop"),
+            1.0,
+            True,
+            2,
+        )
+        for i in range(count)
+    ]
+
+
+def worker(
+    engine: str, layers: int, hidden: int, tokens: int, checkpointing: bool, out: Path
+) -> None:
     import numpy as np
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -41,6 +67,7 @@ def worker(engine: str, layers: int, hidden: int, out: Path) -> None:
     from sharded_on_cpu import engine_accelerator
 
     from gvm_raft.config import TrainConfig
+    from gvm_raft.models import enable_activation_checkpointing
     from gvm_raft.mstep import update_policy
     from gvm_raft.sharding import (
         configure_deepspeed,
@@ -66,13 +93,16 @@ def worker(engine: str, layers: int, hidden: int, out: Path) -> None:
     with loading_whole_models(accelerator):
         model = LlamaForCausalLM(shape)
     parameters = sum(p.numel() for p in model.parameters())
+    if checkpointing:
+        enable_activation_checkpointing(model)
     config = TrainConfig(algorithm="raft++", mini_batch_size=16, micro_batch_size=4, beta=0.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     configure_deepspeed(accelerator, config.micro_batch_size, config.max_grad_norm)
     replica = make_replica(accelerator, model)
     model, optimizer = accelerator.prepare(model, optimizer)
-    batch = fixed_batch(tokenizer, count=16)
+    batch = long_batch(tokenizer, 8, tokens) if tokens else fixed_batch(tokenizer, count=16)
+    start = time.perf_counter()
     update_policy(
         config,
         accelerator,
@@ -84,6 +114,7 @@ def worker(engine: str, layers: int, hidden: int, out: Path) -> None:
         tokenizer.pad_token_id,
         np.random.default_rng(0),
     )
+    seconds = time.perf_counter() - start
     if replica is not None:
         refresh_replica(model, replica)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -93,14 +124,18 @@ def worker(engine: str, layers: int, hidden: int, out: Path) -> None:
         "parameters": parameters,
         "peak_mib": peak / 1024,
         "increase_mib": (peak - baseline) / 1024,
+        "seconds": seconds,
     }
     (out / f"rank-{accelerator.process_index}.json").write_text(json.dumps(row))
 
 
-def measure(engine: str, layers: int, hidden: int) -> list[dict]:
+def measure(
+    engine: str, layers: int, hidden: int, tokens: int = 0, checkpointing: bool = False
+) -> list[dict]:
     out = Path(tempfile.mkdtemp(prefix=f"memory-{engine}-"))
     args = [__file__, "--worker", engine, "--layers", str(layers), "--hidden", str(hidden)]
-    args += ["--out", str(out)]
+    args += ["--out", str(out), "--tokens", str(tokens)]
+    args += ["--gradient-checkpointing"] if checkpointing else []
     processes = "1" if engine == "single" else "2"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", processes]
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), *sys.path])}
@@ -116,11 +151,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--long-tokens", type=int, default=512)
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tokens", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--gradient-checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.layers, args.hidden, args.out)
+        worker(
+            args.worker,
+            args.layers,
+            args.hidden,
+            args.tokens,
+            args.gradient_checkpointing,
+            args.out,
+        )
         return
     results = {engine: measure(engine, args.layers, args.hidden) for engine in ENGINES}
     parameters = results["single"][0]["parameters"]
@@ -139,6 +184,15 @@ def main() -> None:
         peaks = " / ".join(f"{r['peak_mib']:.0f}" for r in rows)
         increases = " / ".join(f"{r['increase_mib']:.0f}" for r in rows)
         print(f"| {engine} | {peaks} | {increases} | {expected[engine]:.0f} |")
+    print(f"\none process, 8 completions of {args.long_tokens} tokens, micro-batches of 4:")
+    print("| gradient checkpointing | increase over baseline (MiB) | M-step seconds |")
+    print("|---|---|---|")
+    for checkpointing in (False, True):
+        row = measure("single", args.layers, args.hidden, args.long_tokens, checkpointing)[0]
+        print(
+            f"| {'on' if checkpointing else 'off'} | {row['increase_mib']:.0f} | "
+            f"{row['seconds']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
