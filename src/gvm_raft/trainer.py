@@ -53,8 +53,10 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             metrics["time/iteration"] = time.perf_counter() - tic
             log(run, metrics)
             save(run, iteration)
+        run.accelerator.wait_for_everyone()  # no process closes its engine while others sample
     finally:
         close_reward(run.reward_fn)
+        run.backend.close()
         run.accelerator.end_training()
     return run.run_dir
 

@@ -57,6 +57,10 @@ class RolloutBackend(Protocol):
         """Make later samples come from ``model``'s current parameters (called after updates)."""
         ...
 
+    def close(self) -> None:
+        """Release the engine (called once, after the last generation)."""
+        ...
+
 
 def check_counts(prompts: Sequence[str], counts: Sequence[int]) -> None:
     if len(prompts) != len(counts):

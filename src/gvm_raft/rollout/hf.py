@@ -79,6 +79,9 @@ class HFRollout:
         """Sample from ``model`` from now on (the trainer's own module: nothing to copy)."""
         self.model = model
 
+    def close(self) -> None:
+        """Nothing to release: the model belongs to the trainer."""
+
     def _generate_batch(
         self, batch: list[int], encoded: list[list[int]], params: SamplingParams
     ) -> list[Sample]:

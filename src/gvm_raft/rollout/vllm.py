@@ -33,6 +33,17 @@ def check_vllm_installed() -> None:
         raise ImportError(INSTALL_HINT)
 
 
+def launcher_options() -> dict:
+    """Under torchrun / accelerate with several processes, every process runs its own engine on
+    its own device (LOCAL_RANK) inside the launcher's process group, as TRL's colocate mode
+    does; a single process keeps vLLM's default executor."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return {}
+    return {"distributed_executor_backend": "external_launcher", "seed": dist.get_rank()}
+
+
 class VLLMRollout:
     """Sampling backend over a vLLM engine built from a model directory.
 
@@ -62,6 +73,7 @@ class VLLMRollout:
             max_model_len=max_model_len,
             enable_prefix_caching=True,
             logprobs_mode="processed_logprobs",
+            **launcher_options(),
         )
 
     def generate(
@@ -128,6 +140,13 @@ class VLLMRollout:
         else:
             worker.model_runner.model.load_weights(weights)
         self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        """Shut the in-process engine down now, while the launcher's process group still
+        exists (vLLM tears its own groups down with it), rather than at interpreter exit."""
+        shutdown = getattr(getattr(self.llm.llm_engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
 
 
 def _engine_worker(llm):
