@@ -26,7 +26,7 @@ from gvm_raft.models import ModelLoadError, load_causal_lm
 from gvm_raft.mstep import advantages_for
 from gvm_raft.rollout.base import Sample
 from gvm_raft.stats import PromptStats
-from gvm_raft.trainer import train, weighted_batch
+from gvm_raft.trainer import prompt_batch, train, weighted_batch
 
 REWARD = "parity_reward:even_code_point_sum"
 TESTS_DIR = os.path.dirname(__file__)
@@ -354,3 +354,17 @@ def test_attention_kernel_is_applied_and_a_bad_one_is_named(tiny_world):
     assert model.config._attn_implementation == "eager"
     with pytest.raises(ModelLoadError, match="attn_implementation=no_such_kernel: "):
         load_causal_lm(tiny_world / "model", attn_implementation="no_such_kernel")
+
+
+@pytest.mark.parametrize(("rows", "per_iteration"), [(10, 4), (7, 7), (9, 8), (12, 4), (5, 3)])
+def test_prompt_batches_cover_each_epoch_once_and_never_repeat_a_prompt(rows, per_iteration):
+    batches = [prompt_batch(rows, per_iteration, 3, t) for t in range(1, 4 * rows + 1)]
+    stream = [p for batch in batches for p in batch]
+    for batch in batches:
+        assert len(batch) == per_iteration == len(set(batch))
+    for epoch in range(len(stream) // rows):
+        assert sorted(stream[epoch * rows : (epoch + 1) * rows]) == list(range(rows))
+    assert batches == [prompt_batch(rows, per_iteration, 3, t) for t in range(1, 4 * rows + 1)]
+    if rows % per_iteration == 0:  # no batch spans two epochs: the plain seeded permutations
+        plain = [np.random.default_rng([3, e]).permutation(rows).tolist() for e in range(4)]
+        assert stream[: 4 * rows] == [p for order in plain for p in order]
