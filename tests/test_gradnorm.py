@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from gvm_raft.estep import ScoredSample, prompt_statistics
 from gvm_raft.gradnorm import _Use, group_parameters, per_sample_grad_norms, uses_ghost_norm
 from gvm_raft.logprobs import collate, token_log_probs
+from gvm_raft.rollout.base import Sample
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model
 
 WIDTHS = {"wide": (32, 48), "narrow": (8, 12)}  # wide: ghost norms for Linear; narrow: dense
@@ -86,3 +89,36 @@ def test_ghost_norm_is_chosen_where_it_is_cheaper():
     assert uses_ghost_norm(_Use(up, short, up(short)), "weight")  # 10 * 80 < 32 * 48
     assert not uses_ghost_norm(_Use(up, long, up(long)), "weight")  # 30 * 80 > 32 * 48
     assert not uses_ghost_norm(_Use(up, short, up(short)), "bias")
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_prompt_statistics_average_each_prompts_accepted_norms(reduction):
+    """G_i of the summed or token-averaged log-likelihood, against autograd on each sample."""
+    model = make_model(tied=False)
+    gen = torch.Generator().manual_seed(2)
+
+    def scored(prompt: int, length: int, accepted: bool) -> ScoredSample:
+        tokens = torch.randint(4, 40, (length,), generator=gen).tolist()
+        sample = Sample(prompt, tokens, "", [0.0] * length, "stop")
+        return ScoredSample(prompt, [5, 6, 7], sample, float(accepted), accepted, 1)
+
+    groups = [
+        [scored(0, 3, True), scored(0, 7, True), scored(0, 4, False)],
+        [scored(1, 5, False)],
+        [scored(2, 9, True)],
+    ]
+    accepted, sampled, norms = prompt_statistics(model, groups, 0, "all", 2, reduction)
+    np.testing.assert_array_equal(accepted, [2, 0, 1])
+    np.testing.assert_array_equal(sampled, [3, 1, 1])
+    params = group_parameters(model, "all")
+    expected = []
+    for group in groups:
+        values = []
+        for s in (s for s in group if s.accepted):
+            ids = torch.tensor([s.prompt_ids + s.sample.token_ids])
+            response = token_log_probs(model, ids, torch.ones_like(ids))[0, len(s.prompt_ids) - 1 :]
+            loss = response.mean() if reduction == "mean" else response.sum()
+            grads = torch.autograd.grad(loss, params)
+            values.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)).item())
+        expected.append(np.mean(values) if values else 0.0)
+    np.testing.assert_allclose(norms, expected, rtol=1e-5)

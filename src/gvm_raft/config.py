@@ -98,6 +98,11 @@ class TrainConfig:
         "prompts expected to yield fewer get none (0 = off)", default=0.0
     )
     grad_norm_group: str = doc("parameters of G_i: embedding, lm_head or all", default="embedding")
+    grad_norm_reduction: Literal["sum", "mean"] = doc(
+        "G_i of the summed response log-likelihood (sum, the reference) or of its per-token "
+        "mean (mean: G_i / T, independent of response length, as a token_mean loss weighs it)",
+        default="sum",
+    )
     gvm_use_grad_norms: bool = doc(
         "false: G_i = 1 for every prompt (GVM from acceptance rates only, an ablation)",
         default=True,

@@ -116,8 +116,11 @@ def prompt_statistics(
     pad_id: int,
     group: ParameterGroup,
     micro_batch_size: int,
+    reduction: str = "sum",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(accepted, sampled, G) per prompt; G = mean gradient norm of the accepted samples."""
+    """(accepted, sampled, G) per prompt; G = mean gradient norm of the accepted samples'
+    log-likelihood, summed over response tokens ("sum") or averaged over them ("mean": the
+    norm divided by the response length T)."""
     accepted = np.array([sum(s.accepted for s in g) for g in groups], dtype=np.float64)
     sampled = np.array([len(g) for g in groups], dtype=np.float64)
     kept = [(i, s) for i, g in enumerate(groups) for s in g if s.accepted and s.sample.token_ids]
@@ -132,6 +135,6 @@ def prompt_statistics(
             group,
             micro_batch_size,
         )
-        for (i, _), value in zip(kept, values.tolist(), strict=True):
-            norms[i].append(value)
+        for (i, s), value in zip(kept, values.tolist(), strict=True):
+            norms[i].append(value / len(s.sample.token_ids) if reduction == "mean" else value)
     return accepted, sampled, mean_accepted_grad_norm(norms)

@@ -152,6 +152,7 @@ def measure(
             run.tokenizer.pad_token_id,
             run.config.grad_norm_group,
             run.config.micro_batch_size,
+            run.config.grad_norm_reduction,
         )
         return list(zip(accepted.tolist(), sampled.tolist(), grad_norms.tolist(), strict=True))
 
