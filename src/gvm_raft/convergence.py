@@ -59,9 +59,10 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str, Any]]:
-    """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a smaller stage 1, online statistics, the reference
-    fork's confound (num_generations times more optimizer steps), and uniform and GVM with the
-    1/(n_i p_i)-weighted M-step (the estimator whose variance GVM minimises)."""
+    """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a smaller
+    stage 1, online statistics, the reference fork's confound (num_generations times more
+    optimizer steps), and uniform and GVM with the 1/(n_i p_i)-weighted M-step (the estimator
+    whose variance GVM minimises)."""
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
         "gvm-G=mean": {"allocation": "gvm", "grad_norm_reduction": "mean"},
