@@ -6,6 +6,7 @@ import json
 from itertools import combinations
 
 import pytest
+import torch
 
 from gvm_raft.cli import main
 from gvm_raft.data import PromptRow
@@ -104,3 +105,26 @@ def test_eval_command_on_two_files(tiny_world, tmp_path, capsys):
 
     assert main(["eval", args[0], str(data / "missing.jsonl")]) == 2
     assert "missing.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_eval_in_bfloat16_with_a_chosen_attention_kernel(tiny_world, tmp_path, monkeypatch):
+    import gvm_raft.models
+
+    loaded = []
+    load = gvm_raft.models.load_causal_lm
+
+    def spy(*args, **kwargs):
+        model = load(*args, **kwargs)
+        loaded.append((model.dtype, model.config._attn_implementation))
+        return model
+
+    monkeypatch.setattr(gvm_raft.models, "load_causal_lm", spy)
+    out = tmp_path / "results.json"
+    options = ["--reward", "arithmetic", "--prompt-template", "plain", "--max-new-tokens", "40"]
+    options += ["--samples", "2", "--max-prompts", "8", "--no-greedy", "--out", str(out)]
+    options += ["--dtype", "bfloat16", "--attn-implementation", "eager"]
+    data = str(tiny_world / "data/test.jsonl")
+    assert main(["eval", str(tiny_world / "model"), data, *options]) == 0
+    results = json.loads(out.read_text())["test"]
+    assert results["prompts"] == 8 and 0 <= results["accuracy"] <= results["pass@2"] <= 1
+    assert loaded == [(torch.bfloat16, "eager")]

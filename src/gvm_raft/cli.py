@@ -261,6 +261,13 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         "--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory"
     )
     cmd.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (hf)")
+    cmd.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="weights and compute of the hf backend (bfloat16 halves GPU memory)",
+    )
+    cmd.add_argument("--attn-implementation", help="hf attention kernel: sdpa, flash_attention_2")
     cmd.add_argument("--seed", type=int, default=0, help="sampling seed")
     cmd.add_argument("--out", help="also write the results as JSON here")
     cmd.set_defaults(handler=_run_eval)
@@ -324,7 +331,9 @@ def _eval_rollout(args: argparse.Namespace, tokenizer: Any) -> Any:
         except ImportError as err:
             raise ValueError(f"--backend vllm: {err}; or use --backend hf") from None
         return VLLMRollout(args.model, tokenizer, args.gpu_memory_utilization)
-    model = load_causal_lm(args.model, "model")
+    model = load_causal_lm(
+        args.model, "model", getattr(torch, args.dtype), args.attn_implementation
+    )
     if torch.cuda.is_available():
         model = model.cuda()
     return HFRollout(model, tokenizer, args.batch_size)
