@@ -56,6 +56,8 @@ def main() -> None:
         f"test_file={args.world / 'data' / 'test.jsonl'}",
     ]
     config = load_config(base, [*world, *args.overrides])
+    if config.eval_every != 1:
+        parser.error("eval_every must be 1: the speed-ups compare accuracy at every iteration")
     names = list(ablations(config.num_generations, config.mini_batch_size))
     arms = make_arms(
         args.algorithms,

@@ -368,3 +368,9 @@ def test_prompt_batches_cover_each_epoch_once_and_never_repeat_a_prompt(rows, pe
     if rows % per_iteration == 0:  # no batch spans two epochs: the plain seeded permutations
         plain = [np.random.default_rng([3, e]).permutation(rows).tolist() for e in range(4)]
         assert stream[: 4 * rows] == [p for order in plain for p in order]
+
+
+def test_eval_every_evaluates_iteration_zero_every_kth_and_the_last(tiny_world, tmp_path):
+    run_dir = train(config(tiny_world, tmp_path / "run", iterations=3, eval_every=2), False)
+    evaluated = [m["iteration"] for m in rows(run_dir) if "test/accuracy" in m]
+    assert evaluated == [0, 2, 3]

@@ -168,6 +168,9 @@ class TrainConfig:
     eval_temperature: float = doc("temperature of the sampled evaluation", default=1.0)
     eval_greedy: bool = doc("also report greedy accuracy", default=True)
     eval_max_prompts: int | None = doc("cap on test prompts (None = all)", default=None)
+    eval_every: int = doc(
+        "evaluate every this many iterations (iteration 0 and the last always)", default=1
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -197,6 +200,7 @@ def validate(config: TrainConfig) -> None:
         "micro_batch_size",
         "ppo_epochs",
         "keep_checkpoints",
+        "eval_every",
     ]
     for name in positive:
         if getattr(config, name) < 1:
@@ -324,6 +328,7 @@ RESUMABLE_CHANGES = frozenset(
         "eval_temperature",
         "eval_greedy",
         "eval_max_prompts",
+        "eval_every",
     }
 )
 

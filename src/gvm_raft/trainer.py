@@ -120,7 +120,8 @@ def run_iteration(run: Run, iteration: int) -> dict:
     sync_policy(run)
     timer.lap("update")
 
-    evaluation = evaluate_policy(run)
+    last = iteration == config.iterations
+    evaluation = evaluate_policy(run) if iteration % config.eval_every == 0 or last else {}
     timer.lap("eval")
 
     record_allocation(run, iteration, rows, estimates, group_sizes)
