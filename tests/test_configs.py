@@ -3,11 +3,13 @@ the accelerate configs launch the engines they name."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from gvm_raft.config import ConfigError, load_config
+from gvm_raft.cli import main
+from gvm_raft.config import ConfigError, TrainConfig, load_config
 from gvm_raft.sharding import fit_deepspeed_config
 
 CONFIGS = sorted(
@@ -78,3 +80,12 @@ def test_deepspeed_config_is_fitted_to_the_step():
     }
     with pytest.raises(ConfigError, match="sets 'optimizer': remove it"):
         fit_deepspeed_config({"optimizer": {"type": "Adam"}}, 3, 0.5)
+
+
+def test_train_help_lists_every_config_key_with_default_and_meaning(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(TrainConfig):
+        assert f"\n  {field.name} = {field.default!r}: " in text
+    assert "  learning_rate = 1e-06: AdamW learning rate\n" in text

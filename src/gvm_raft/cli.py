@@ -180,12 +180,22 @@ def _run_prepare_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_keys_epilog() -> dict[str, Any]:
+    from gvm_raft.config import config_reference
+
+    return {
+        "epilog": "config keys (key = default: meaning):\n" + config_reference(),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
 def _add_train(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "train",
         help="train with RAFT / RAFT++ / GRPO and uniform or GVM allocation",
-        description="Train from a YAML config; key=value arguments override its keys "
+        description="Train from a YAML config; key=value arguments override its keys\n"
         "(e.g. allocation=uniform learning_rate=1e-6).",
+        **_config_keys_epilog(),
     )
     cmd.add_argument("config", help="YAML config file")
     cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -208,8 +218,9 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "demo",
         help="the embedded CPU demo: prepare the tiny world, train GVM-RAFT++, report",
-        description="Prepare the embedded world if missing, train GVM-RAFT++ on it for a few "
+        description="Prepare the embedded world if missing, train GVM-RAFT++ on it for a few\n"
         "iterations (configs/demo.yaml settings), evaluate, and write a report.",
+        **_config_keys_epilog(),
     )
     cmd.add_argument("--world", default="runs/demo-world", help="directory of the demo world")
     cmd.add_argument("--out", default="runs/demo", help="run directory")

@@ -184,6 +184,13 @@ class TrainConfig:
 FIELD_NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+def config_reference() -> str:
+    """Every config key with its default and meaning, one line each (the CLI's --help)."""
+    return "\n".join(
+        f"  {f.name} = {f.default!r}: {f.metadata['doc']}" for f in dataclasses.fields(TrainConfig)
+    )
+
+
 class ConfigError(ValueError):
     """A configuration the user must fix; the message names the key."""
 
