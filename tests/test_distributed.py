@@ -7,14 +7,12 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from launch import TESTS, torchrun, write_run_config
 from safetensors.torch import load_file
 from sharded_on_cpu import ENGINES
 
@@ -22,7 +20,6 @@ from gvm_raft.config import load_config
 from gvm_raft.distributed import contiguous_share, lpt_assign, worker_loads
 from gvm_raft.trainer import train
 
-TESTS = Path(__file__).parent
 NEEDS_DEEPSPEED = pytest.mark.skipif(
     importlib.util.find_spec("deepspeed") is None,
     reason="deepspeed is not installed (pip install -e .[deepspeed])",
@@ -56,12 +53,6 @@ def test_lpt_hand_case_and_shares():
         assert max(map(len, shares)) - min(map(len, shares)) <= 1
 
 
-def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.parametrize(
     ("algorithm", "mini", "micro", "engine"),
     [
@@ -86,32 +77,6 @@ def test_two_process_step_equals_the_single_process_step(
     atol = 1e-6 if engine.startswith("zero") else 1e-8  # DeepSpeed steps fp32 master weights
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, rtol=1e-5, atol=atol)
-
-
-def write_run_config(tiny_world: Path, path: Path, run_dir: Path, *extra: str) -> Path:
-    """A small 2-process training config; extra lines (key: value) override the defaults."""
-    path.write_text(
-        "\n".join(
-            [
-                f"model_name_or_path: {tiny_world / 'model'}",
-                f"train_file: {tiny_world / 'data/train.jsonl'}",
-                f"test_file: {tiny_world / 'data/test.jsonl'}",
-                f"output_dir: {run_dir}",
-                "reward: parity_reward:even_code_point_sum",
-                "prompt_template: plain",
-                "prompts_per_iteration: 5",
-                "num_generations: 4",
-                "stage1_samples: 2",
-                "max_completion_length: 12",
-                "mini_batch_size: 7",
-                "micro_batch_size: 3",
-                "eval_samples: 2",
-                "learning_rate: 1.0e-3",
-                *extra,
-            ]
-        )
-    )
-    return path
 
 
 def metric_rows(run_dir: Path) -> list[dict]:

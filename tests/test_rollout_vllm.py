@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from launch import child_env, torchrun, write_run_config
 
 from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, TrainConfig
@@ -21,7 +22,6 @@ from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.trainer import train
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-TESTS_DIR = os.path.dirname(__file__)
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per CPU engine; the tests hold two
 PROMPTS = ["1+2\n", "((12+7)*3)-5\n", "9*9\n"]
 # head size 32: vLLM's CPU attention has no kernel for 16
@@ -145,8 +145,7 @@ def test_eval_command_with_the_vllm_backend(model_dir, tiny_world, tmp_path):
     options += ["--backend", "vllm", "--out", str(out)]
     data = str(tiny_world / "data/test.jsonl")
     command = [sys.executable, "-m", "gvm_raft.cli", "eval", str(model_dir), data, *options]
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([TESTS_DIR, *sys.path])}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=child_env(), check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["test"]["prompts"] == 5
@@ -158,30 +157,11 @@ def test_two_process_run_gives_each_process_its_own_engine(model_dir, tiny_world
     """Under torchrun every process starts its engine in the launcher's group (on a GPU machine:
     on its own device), trains, and shuts the engine down before the group closes."""
     run_dir = tmp_path / "run"
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "\n".join(
-            [
-                f"model_name_or_path: {model_dir}",
-                f"train_file: {tiny_world / 'data/train.jsonl'}",
-                f"output_dir: {run_dir}",
-                "reward: parity_reward:even_code_point_sum",
-                "prompt_template: plain",
-                "rollout_backend: vllm",
-                "iterations: 1",
-                "prompts_per_iteration: 4",
-                "num_generations: 4",
-                "stage1_samples: 2",
-                "max_completion_length: 12",
-                "mini_batch_size: 8",
-                "micro_batch_size: 8",
-            ]
-        )
-    )
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["-m", "gvm_raft.cli", "train", str(config)]
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([TESTS_DIR, *sys.path])}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    overrides = [f"model_name_or_path: {model_dir}", 'test_file: ""', "rollout_backend: vllm"]
+    overrides += ["iterations: 1", "prompts_per_iteration: 4"]
+    overrides += ["mini_batch_size: 8", "micro_batch_size: 8"]
+    config = write_run_config(tiny_world, tmp_path / "config.yaml", run_dir, *overrides)
+    done = torchrun("-m", "gvm_raft.cli", "train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
     assert output.count("Using external launcher") == 2

@@ -14,6 +14,7 @@ import numpy as np
 import parity_reward
 import pytest
 import torch
+from launch import child_env
 from safetensors.torch import load_file
 
 import gvm_raft.trainer
@@ -29,7 +30,6 @@ from gvm_raft.stats import PromptStats
 from gvm_raft.trainer import prompt_batch, train, weighted_batch
 
 REWARD = "parity_reward:even_code_point_sum"
-TESTS_DIR = os.path.dirname(__file__)
 
 
 def config(world, out, **overrides) -> TrainConfig:
@@ -132,7 +132,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_world, tmp_path):
         [sys.executable, "-m", "gvm_raft.cli", "train", str(config_file)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=os.environ | {"PYTHONPATH": os.pathsep.join([TESTS_DIR, *sys.path])},
+        env=child_env(),
     )
     deadline = time.monotonic() + 300
     while not (killed / "checkpoints" / "latest").exists():
