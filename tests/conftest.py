@@ -31,6 +31,7 @@ TINY_WORLD = DemoWorldConfig(
     sft_steps=5,
     sft_batch_size=16,
     probe_samples=2,
+    headroom_samples=4,
     max_new_tokens=24,
 )
 

@@ -37,14 +37,25 @@ def fixed_batch(tokenizer, count: int = 11) -> list[ScoredSample]:
     return samples
 
 
+def precision(engine: str) -> torch.dtype:
+    """float64, except under DeepSpeed, which takes fp16, bf16 or fp32 models only."""
+    return torch.float32 if engine.startswith("zero") else torch.float64
+
+
 def step(
-    world_dir: Path, algorithm: str, mini: int, micro: int, engine: str = "ddp"
+    world_dir: Path,
+    algorithm: str,
+    mini: int,
+    micro: int,
+    engine: str = "ddp",
+    dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
     accelerator = engine_accelerator(engine)(cpu=True)
     tokenizer = AutoTokenizer.from_pretrained(world_dir / "model")
+    dtype = dtype or precision(engine)
     with loading_whole_models(accelerator):
-        model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=torch.float64)
-        ref_model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=torch.float64)
+        model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=dtype)
+        ref_model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=dtype)
     config = TrainConfig(
         algorithm=algorithm, mini_batch_size=mini, micro_batch_size=micro, learning_rate=1e-2
     )

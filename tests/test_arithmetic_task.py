@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
+import numpy as np
 import pytest
 import sympy
 import torch
@@ -12,8 +14,16 @@ from conftest import TINY_WORLD
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gvm_raft.rewards.arithmetic import arithmetic_reward
-from gvm_raft.tasks.arithmetic import DEFAULT_LEVELS, Level, format_prompt, generate_splits
-from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world
+from gvm_raft.tasks.arithmetic import (
+    CHAIN_LEVELS,
+    DEFAULT_LEVELS,
+    Level,
+    format_prompt,
+    generate_splits,
+    slip,
+    with_step_errors,
+)
+from gvm_raft.tasks.demo_world import format_world_report, headroom, prepare_demo_world
 
 SIZES = {"test": 150, "train": 300, "sft": 3000}
 
@@ -52,6 +62,82 @@ def test_every_answer_and_step_is_right(splits):
                 assert int(sympy.sympify(f"({a}){op}({b})")) == int(result)
 
 
+STEP = re.compile(r"(-?\d+)([+*-])(\d+)=(-?\d+)")
+
+
+def parse_steps(solution: str) -> tuple[list[tuple[int, str, int, int]], str]:
+    *steps, boxed = solution.split("\n")
+    parsed = []
+    for line in steps:
+        a, op, b, result = STEP.fullmatch(line).groups()
+        parsed.append((int(a), op, int(b), int(result)))
+    return parsed, boxed
+
+
+def test_chain_levels_stay_in_range_and_every_step_is_right():
+    rows = generate_splits({"train": 600}, seed=5, levels=CHAIN_LEVELS)["train"]
+    for row in rows:
+        steps, boxed = parse_steps(row["solution"])
+        assert len(steps) == CHAIN_LEVELS[row["difficulty"] - 1].ops
+        assert 0 <= steps[0][0] <= 9
+        for (a, op, b, result), following in zip(steps, [*steps[1:], None], strict=True):
+            assert op in "+-" and 0 <= b <= 9 and 0 <= result <= 19
+            assert result == (a + b if op == "+" else a - b)
+            if following:
+                assert following[0] == result
+        assert boxed == f"\\boxed{{{row['answer']}}}"
+        assert int(sympy.sympify(row["problem"])) == int(row["answer"])
+
+
+def test_slip_changes_exactly_one_digit_and_keeps_the_sign():
+    rng = random.Random(0)
+    for value in [0, 7, 10, 99, 100, -5, -42, 12345]:
+        for _ in range(50):
+            slipped = slip(value, rng)
+            a, b = str(abs(value)), str(abs(slipped))
+            assert len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
+            assert (slipped < 0) == (value < 0) or slipped == 0
+
+
+def test_step_errors_carry_the_wrong_value_at_the_requested_rate():
+    rows = generate_splits({"sft": 2000}, seed=1, levels=CHAIN_LEVELS)["sft"]
+    assert [with_step_errors(r, 0.0, random.Random(0)) for r in rows] == rows
+    rng = random.Random(0)
+    slips = total = wrong_answers = 0
+    for row in rows:
+        noisy = with_step_errors(row, 0.25, rng)
+        assert noisy["problem"] == row["problem"] and noisy["answer"] == row["answer"]
+        steps, boxed = parse_steps(noisy["solution"])
+        clean, _ = parse_steps(row["solution"])
+        assert [(op, b) for _, op, b, _ in steps] == [(op, b) for _, op, b, _ in clean]
+        for (a, op, b, result), following in zip(steps, [*steps[1:], None], strict=True):
+            slips += result != (a + b if op == "+" else a - b)
+            total += 1
+            if following:
+                assert following[0] == result  # the written value is carried on
+        assert boxed == f"\\boxed{{{steps[-1][3]}}}"
+        wrong_answers += boxed != f"\\boxed{{{row['answer']}}}"
+    # binomial(total, 0.25): the standard deviation of the rate is below 0.006 here
+    assert abs(slips / total - 0.25) < 0.03
+    assert wrong_answers > 0
+    with pytest.raises(ValueError, match="error_rate"):
+        with_step_errors(rows[0], 1.0, rng)
+
+
+@pytest.mark.parametrize(
+    "level",
+    [
+        Level(ops=0, digits=1),
+        Level(ops=1, digits=1, operators="+/"),
+        Level(ops=1, digits=1, operators="+*", max_value=99),
+        Level(ops=1, digits=2, operators="+-", max_value=50),
+    ],
+)
+def test_invalid_levels_are_refused(level):
+    with pytest.raises(ValueError, match="level"):
+        generate_splits({"train": 1}, levels=(level,))
+
+
 def test_too_small_levels_give_a_clear_error():
     with pytest.raises(ValueError, match="too few distinct problems"):
         generate_splits({"train": 1000}, levels=(Level(ops=1, digits=1),))
@@ -80,6 +166,20 @@ def test_model_and_tokenizer_round_trip_through_auto_classes(tmp_path, tiny_mode
         torch.testing.assert_close(model(ids).logits, tiny_model(ids).logits)
 
 
+def test_headroom_table_matches_hand_computed_pass_at_k():
+    # level 1: 0 and 2 correct of 4; level 2: 4 of 4. pass@2 of c=2, n=4: 1 - C(2,2)/C(4,2)
+    table = headroom([1, 1, 2], np.array([0, 2, 4]), np.array([0, 1, 1]), samples=4)
+    assert table["1"] == pytest.approx(
+        {"prompts": 2, "pass@1": 0.25, "pass@2": (1 - 1 / 6) / 2, "pass@4": 0.5, "greedy": 0.5},
+        abs=1e-4,
+    )
+    assert table["2"] == {"prompts": 1, "pass@1": 1.0, "pass@2": 1.0, "pass@4": 1.0, "greedy": 1.0}
+    assert table["all"] == pytest.approx(
+        {"prompts": 3, "pass@1": 0.5, "pass@2": (2 - 1 / 6) / 3, "pass@4": 2 / 3, "greedy": 2 / 3},
+        abs=1e-4,
+    )
+
+
 def test_prepare_demo_world_builds_reuses_and_is_deterministic(tmp_path):
     report = prepare_demo_world(tmp_path / "a", TINY_WORLD, progress=False)
     assert report["cached"] is False
@@ -93,7 +193,17 @@ def test_prepare_demo_world_builds_reuses_and_is_deterministic(tmp_path):
         == report["parameters"]
     )
     assert sum(report["train_accept_rate_histogram"]["counts"]) == 16
-    assert "acceptance rates of the train prompts" in format_world_report(report, world)
+    text = format_world_report(report, world)
+    assert "acceptance rates of the train prompts" in text
+    assert set(report["test_headroom"]["all"]) == {
+        "prompts",
+        "pass@1",
+        "pass@2",
+        "pass@4",
+        "greedy",
+    }
+    assert report["test_headroom"]["all"]["prompts"] == 8
+    assert "pass@1  pass@2  pass@4  greedy" in text
 
     again = prepare_demo_world(world, TINY_WORLD, progress=False)
     assert again["cached"] is True and again["parameters"] == report["parameters"]

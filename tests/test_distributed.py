@@ -65,7 +65,7 @@ def test_lpt_hand_case_and_shares():
 def test_two_process_step_equals_the_single_process_step(
     tiny_world, tmp_path, algorithm, mini, micro, engine
 ):
-    from distributed_step import step
+    from distributed_step import precision, step
 
     out = tmp_path / "params.pt"
     script = str(TESTS / "distributed_step.py")
@@ -73,8 +73,8 @@ def test_two_process_step_equals_the_single_process_step(
     done = torchrun(script, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     two = torch.load(out)
-    one = step(tiny_world, algorithm, mini, micro)
-    atol = 1e-6 if engine.startswith("zero") else 1e-8  # DeepSpeed steps fp32 master weights
+    one = step(tiny_world, algorithm, mini, micro, dtype=precision(engine))
+    atol = 1e-6 if engine.startswith("zero") else 1e-8  # DeepSpeed runs in fp32
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, rtol=1e-5, atol=atol)
 

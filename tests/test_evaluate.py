@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from itertools import combinations
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,8 +60,10 @@ def test_evaluate_on_hand_made_outputs():
     )
     # Prompt 1: 1 of 3 correct, majority answer 4 (wrong). Prompt 2: 2 of 3, majority 7 (right).
     # Greedy (the first completion) is right on both.
+    # Per-prompt accuracies 1/3 and 2/3: standard deviation sqrt(2 / 36), over sqrt(2) prompts.
     assert metrics == {
         "accuracy": pytest.approx((1 / 3 + 2 / 3) / 2),
+        "accuracy_se": pytest.approx(1 / 6),
         "pass@3": 1.0,
         "maj@3": 0.5,
         "accuracy_greedy": 1.0,
@@ -82,7 +85,12 @@ def test_benchmarks_are_averaged_without_weights():
     assert results["average"]["accuracy"] == pytest.approx(0.625)
     assert results["average"]["prompts"] == 3
     table = benchmark_table(results).splitlines()
-    assert table[0] == "| benchmark | prompts | accuracy | pass@2 | maj@2 | accuracy_greedy |"
+    # "one": a single prompt (standard error 0); "both": accuracies 1/2 and 1: sd sqrt(1/8)
+    assert results["both"]["accuracy_se"] == pytest.approx(0.25)
+    assert results["average"]["accuracy_se"] == pytest.approx(np.sqrt(0.25**2) / 2)
+    assert table[0] == (
+        "| benchmark | prompts | accuracy | accuracy_se | pass@2 | maj@2 | accuracy_greedy |"
+    )
     assert table[-1].startswith("| average | 3 | 0.625 |")
 
 

@@ -53,13 +53,16 @@ def evaluate(
     greedy: bool = True,
     threshold: float = 1.0,
 ) -> dict[str, float]:
-    """accuracy (mean over samples), pass@k, maj@k and greedy accuracy over the prompts."""
+    """accuracy (mean over samples), its standard error over prompts (accuracy_se: the standard
+    deviation of the per-prompt accuracies / sqrt(prompts), the evaluation's own noise), pass@k,
+    maj@k and greedy accuracy over the prompts."""
     metrics: dict[str, float] = {}
     if samples > 0:
         correct, majority = _sampled(
             backend, rows, prompts, reward_fn, samples, params, seed, threshold
         )
         metrics["accuracy"] = float(np.mean(correct / samples))
+        metrics["accuracy_se"] = standard_error(correct / samples)
         metrics[f"pass@{samples}"] = float(
             np.mean([pass_at_k(samples, int(c), samples) for c in correct])
         )
@@ -69,6 +72,18 @@ def evaluate(
         correct, _ = _sampled(backend, rows, prompts, reward_fn, 1, greedy_params, seed, threshold)
         metrics["accuracy_greedy"] = float(np.mean(correct))
     return metrics
+
+
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of ``values`` (0 for fewer than two)."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def combined_standard_error(errors: Sequence[float], weights: Sequence[float]) -> float:
+    """Standard error of sum_j w_j m_j / sum_j w_j for independent means m_j with standard
+    errors ``errors``: sqrt(sum_j w_j^2 se_j^2) / sum_j w_j."""
+    w = np.asarray(weights, dtype=float)
+    return float(np.sqrt(np.sum((w * np.asarray(errors)) ** 2)) / w.sum())
 
 
 def _sampled(backend, rows, prompts, reward_fn, k, params, seed, threshold):
@@ -106,9 +121,13 @@ def evaluate_benchmarks(
         results[name] = {"prompts": float(len(rows))} | metrics
     if len(results) > 1:
         keys = next(iter(results.values())).keys()
-        results["average"] = {
+        average = {
             key: float(np.mean([metrics[key] for metrics in results.values()])) for key in keys
         }
+        if "accuracy_se" in keys:
+            errors = [metrics["accuracy_se"] for metrics in results.values()]
+            average["accuracy_se"] = combined_standard_error(errors, [1.0] * len(errors))
+        results["average"] = average
         results["average"]["prompts"] = float(sum(len(rows) for rows in benchmarks.values()))
     return results
 

@@ -30,7 +30,7 @@ from gvm_raft.distributed import (
     worker_loads,
 )
 from gvm_raft.estep import ScoredSample, prompt_statistics, sample_and_score
-from gvm_raft.evaluate import evaluate
+from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
 from gvm_raft.rollout.base import SamplingParams
@@ -387,6 +387,10 @@ def evaluate_policy(run: Run) -> dict[str, float]:
     parts = [(n, m) for n, m in gather_all(run.accelerator, (len(mine), local)) if n]
     total = sum(n for n, _ in parts)
     metrics = {key: sum(n * m[key] for n, m in parts) / total for key in parts[0][1]}
+    if "accuracy_se" in metrics:
+        metrics["accuracy_se"] = combined_standard_error(
+            [m["accuracy_se"] for _, m in parts], [n for n, _ in parts]
+        )
     return {f"test/{key}": value for key, value in metrics.items()} | {
         "time/eval": time.perf_counter() - tic
     }

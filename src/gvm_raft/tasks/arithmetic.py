@@ -14,23 +14,40 @@ convention as real math data:
 Difficulty levels grow with the number of steps and digits; answers are Python integers.
 Rows have the schema of a user's math dataset: ``problem``, ``answer``, ``difficulty``
 (plus ``solution``, the demonstration used for the warm start).
+
+``with_step_errors`` turns demonstrations into the kind of chains a pretrained LLM samples: each
+step slips (one digit of its result is wrong) with a given probability and the wrong value is
+carried on to the boxed answer. A policy warm-started on them reproduces the slips when sampling
+at temperature 1 but keeps the right digit as its most likely one, so its greedy answers and its
+pass@k are far above its pass@1: the headroom reinforcement from its own samples can take.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Level:
-    """A difficulty level: number of operations and digits of the added/subtracted operands."""
+    """A difficulty level: ``ops`` steps, each applying one of ``operators`` to the running value.
+
+    Added/subtracted operands have ``digits`` digits (multiplications a one-digit factor 2-9);
+    the starting number has ``start_digits`` (default ``digits``). With ``max_value`` every
+    intermediate value stays in [0, max_value] (an addition that would leave it becomes a
+    subtraction and vice versa), so a level's steps come from a small set of facts that the
+    warm start sees many times: the difficulty is then the length of the chain alone.
+    """
 
     ops: int
     digits: int
+    operators: str = "+-*"
+    start_digits: int | None = None
+    max_value: int | None = None
 
 
-DEFAULT_LEVELS: tuple[Level, ...] = (
+CLASSIC_LEVELS: tuple[Level, ...] = (
     Level(ops=1, digits=1),
     Level(ops=2, digits=1),
     Level(ops=1, digits=2),
@@ -38,20 +55,26 @@ DEFAULT_LEVELS: tuple[Level, ...] = (
     Level(ops=3, digits=2),
     Level(ops=4, digits=2),
 )
+CHAIN_LEVELS: tuple[Level, ...] = tuple(
+    Level(ops=ops, digits=1, operators="+-", max_value=19) for ops in (2, 3, 4, 5, 6, 8)
+)
+DEFAULT_LEVELS = CHAIN_LEVELS
 SPLITS = ("sft", "train", "test")
 
 
 def make_problem(rng: random.Random, level: Level, difficulty: int) -> dict:
     """One problem row; ``difficulty`` is the level's 1-based number."""
-    if level.ops < 1 or level.digits < 1:
-        raise ValueError(f"a level needs ops >= 1 and digits >= 1; got {level}")
-    value = _operand(rng, level.digits)
+    _check_level(level)
+    value = _operand(rng, level.start_digits or level.digits)
     expression = str(value)
     lines = []
     for step in range(level.ops):
-        op = rng.choice("+-*")
+        op = rng.choice(level.operators)
         operand = rng.randint(2, 9) if op == "*" else _operand(rng, level.digits)
         result = {"+": value + operand, "-": value - operand, "*": value * operand}[op]
+        if level.max_value is not None and not 0 <= result <= level.max_value:
+            op = "-" if op == "+" else "+"
+            result = value + operand if op == "+" else value - operand
         lines.append(f"{value}{op}{operand}={result}")
         expression = f"({expression}){op}{operand}" if step else f"{expression}{op}{operand}"
         value = result
@@ -62,6 +85,20 @@ def make_problem(rng: random.Random, level: Level, difficulty: int) -> dict:
         "difficulty": difficulty,
         "solution": "\n".join(lines),
     }
+
+
+def _check_level(level: Level) -> None:
+    if level.ops < 1 or level.digits < 1 or (level.start_digits or 1) < 1:
+        raise ValueError(f"a level needs ops, digits and start_digits >= 1; got {level}")
+    if not level.operators or set(level.operators) - set("+-*"):
+        raise ValueError(f"a level's operators are some of '+-*'; got {level.operators!r}")
+    if level.max_value is not None:
+        start = level.start_digits or level.digits
+        if "*" in level.operators or level.max_value < max(10**start, 10**level.digits) - 1:
+            raise ValueError(
+                "a level's max_value needs operators from '+-' and room for every operand "
+                f"(at least 10^digits - 1); got {level}"
+            )
 
 
 def generate_splits(
@@ -94,6 +131,42 @@ def generate_splits(
                 rows.append(row)
         splits[name] = rows
     return splits
+
+
+STEP = re.compile(r"(-?\d+)([+*-])(\d+)=(-?\d+)")
+
+
+def with_step_errors(row: dict, error_rate: float, rng: random.Random) -> dict:
+    """``row`` with its solution rewritten: each step's result slips with probability
+    ``error_rate`` (``slip``), and every later step starts from the value actually written.
+    ``answer`` stays the true answer; the boxed one is the chain's own."""
+    if not 0.0 <= error_rate < 1.0:
+        raise ValueError(f"error_rate must be in [0, 1); got {error_rate}")
+    *steps, _ = row["solution"].split("\n")
+    lines = []
+    value = None
+    for line in steps:
+        first, op, operand, _ = STEP.fullmatch(line).groups()
+        value = int(first) if value is None else value
+        result = {"+": value + int(operand), "-": value - int(operand), "*": value * int(operand)}[
+            op
+        ]
+        if rng.random() < error_rate:
+            result = slip(result, rng)
+        lines.append(f"{value}{op}{operand}={result}")
+        value = result
+    lines.append(f"\\boxed{{{value}}}")
+    return row | {"solution": "\n".join(lines)}
+
+
+def slip(value: int, rng: random.Random) -> int:
+    """``value`` with one of its digits replaced by another (no new leading zero): the
+    arithmetic slip of a written chain of thought."""
+    digits = list(str(abs(value)))
+    position = rng.randrange(len(digits))
+    lowest = 1 if position == 0 and len(digits) > 1 else 0
+    digits[position] = rng.choice([d for d in "0123456789"[lowest:] if d != digits[position]])
+    return int("".join(digits)) * (-1 if value < 0 else 1)
 
 
 def format_prompt(problem: str) -> str:

@@ -4,29 +4,43 @@
 already holds a world built from the same config:
 
     world.json           the config it was built from (written last: marks a complete world)
-    report.json          model size, split sizes, base accuracy, acceptance-rate histogram
+    report.json          model size, split sizes, headroom table, acceptance-rate histogram
     data/{sft,train,test}.jsonl
     model/               save_pretrained model + tokenizer (AutoModelForCausalLM / AutoTokenizer)
 
-The warm start leaves the policy partly competent, so per-prompt acceptance rates at
-temperature 1.0 spread between 0 and 1: the regime where allocation matters.
+The default world is built for reinforcement from the model's own samples to have room to work,
+as it has for a pretrained LLM on math: the steps (one-digit additions and subtractions on
+numbers up to 19) come from a few hundred facts that the warm start sees thousands of times, so
+the policy knows them (greedy accuracy near 1), but its demonstrations slip at a step with
+probability 0.2 and carry the wrong value on, so at temperature 1 it slips too. pass@1 is low
+and falls with the chain length (2 to 8 steps: acceptance rates spread over (0, 1) and differ by
+level) while pass@k reaches nearly 1: RL sharpens pass@1 towards it, and since the slips are one
+habit shared by every problem, the gain carries over to held-out prompts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gvm_raft.evaluate import pass_at_k
 from gvm_raft.fileio import atomic_write_text, building_dir, write_jsonl
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
-from gvm_raft.tasks.arithmetic import format_prompt, generate_splits
+from gvm_raft.tasks.arithmetic import (
+    DEFAULT_LEVELS,
+    Level,
+    format_prompt,
+    generate_splits,
+    with_step_errors,
+)
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
 from gvm_raft.tasks.warm_start import encode_demonstrations, supervised_fine_tune
@@ -40,13 +54,16 @@ class DemoWorldConfig:
 
     seed: int = 0
     sft_size: int = 50_000  # demonstrations for the warm start
-    train_size: int = 512  # prompts for RL / rejection sampling
-    test_size: int = 256  # held-out prompts
+    train_size: int = 1024  # prompts for RL: no prompt repeats within 16 iterations of 64
+    test_size: int = 512  # held-out prompts
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    sft_steps: int = 1500
+    sft_steps: int = 1000
     sft_batch_size: int = 64
     sft_learning_rate: float = 5e-3
-    probe_samples: int = 8  # samples per prompt to measure acceptance rates (temperature 1)
+    levels: tuple[Level, ...] = DEFAULT_LEVELS
+    step_error_rate: float = 0.2  # per-step slip probability of the demonstrations
+    probe_samples: int = 8  # samples per train prompt to measure acceptance rates (temperature 1)
+    headroom_samples: int = 32  # samples per test prompt for pass@1 and pass@k (temperature 1)
     max_new_tokens: int = 96
 
 
@@ -72,7 +89,10 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     splits = generate_splits(
         {"test": config.test_size, "train": config.train_size, "sft": config.sft_size},
         seed=config.seed,
+        levels=config.levels,
     )
+    slips = random.Random(f"{config.seed}/step-errors")
+    splits["sft"] = [with_step_errors(r, config.step_error_rate, slips) for r in splits["sft"]]
     for name, rows in splits.items():
         write_jsonl(out / "data" / f"{name}.jsonl", rows)
     tokenizer = build_char_tokenizer()
@@ -102,8 +122,10 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     train_rates = _accept_rates(
         rollout, splits["train"], config.probe_samples, sampled, config.seed
     )
-    test_rates = _accept_rates(rollout, splits["test"], config.probe_samples, sampled, config.seed)
-    test_greedy = _accept_rates(rollout, splits["test"], 1, greedy, config.seed)
+    test_correct = _correct_counts(
+        rollout, splits["test"], config.headroom_samples, sampled, config.seed
+    )
+    test_greedy = _correct_counts(rollout, splits["test"], 1, greedy, config.seed)
     counts, _ = np.histogram(train_rates, bins=HISTOGRAM_EDGES)
     report = {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -125,9 +147,13 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
         },
         "train_fraction_spread": float(np.mean((train_rates > 0.1) & (train_rates < 0.9))),
         "train_mean_accept_rate": float(train_rates.mean()),
-        "test_accuracy_by_difficulty": _by_difficulty(splits["test"], test_rates, test_greedy),
-        "test_accuracy_sampled": float(test_rates.mean()),
-        "test_accuracy_greedy": float(test_greedy.mean()),
+        "headroom_samples": config.headroom_samples,
+        "test_headroom": headroom(
+            [row["difficulty"] for row in splits["test"]],
+            test_correct,
+            test_greedy,
+            config.headroom_samples,
+        ),
         "sft_seconds": round(sft_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
     }
@@ -136,29 +162,48 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     return report
 
 
-def _accept_rates(
+def _correct_counts(
     rollout: HFRollout, rows: list[dict], k: int, params: SamplingParams, seed: int
 ) -> np.ndarray:
+    """Correct answers among k samples, per row."""
     samples = rollout.generate(
         [format_prompt(r["problem"]) for r in rows], [k] * len(rows), params, seed
     )
     return np.array(
         [
-            np.mean([arithmetic_reward(s.text, row["answer"]) for s in group])
+            sum(arithmetic_reward(s.text, row["answer"]) for s in group)
             for group, row in zip(samples, rows, strict=True)
         ]
     )
 
 
-def _by_difficulty(rows: list[dict], sampled: np.ndarray, greedy: np.ndarray) -> dict[str, dict]:
-    difficulty = np.array([row["difficulty"] for row in rows])
+def _accept_rates(
+    rollout: HFRollout, rows: list[dict], k: int, params: SamplingParams, seed: int
+) -> np.ndarray:
+    return _correct_counts(rollout, rows, k, params, seed) / k
+
+
+def headroom(
+    difficulty: list[int], correct: np.ndarray, greedy: np.ndarray, samples: int
+) -> dict[str, dict]:
+    """Per difficulty level and over all prompts: prompt count, pass@k for k = 1, 2, 4, ...
+    up to ``samples`` (unbiased, from ``correct`` of ``samples`` per prompt; pass@1 is the mean
+    accuracy at temperature 1) and greedy accuracy. Reinforcement from the model's own samples
+    can only raise pass@1 towards what pass@k already finds."""
+    levels = np.array(difficulty)
+    ks = [2**j for j in range(samples.bit_length()) if 2**j <= samples]
+    groups = {str(level): levels == level for level in sorted(set(difficulty))}
+    groups["all"] = np.ones(len(levels), dtype=bool)
     return {
-        str(level): {
-            "prompts": int((difficulty == level).sum()),
-            "sampled": round(float(sampled[difficulty == level].mean()), 4),
-            "greedy": round(float(greedy[difficulty == level].mean()), 4),
+        name: {"prompts": int(members.sum())}
+        | {
+            f"pass@{k}": round(
+                float(np.mean([pass_at_k(samples, int(c), k) for c in correct[members]])), 4
+            )
+            for k in ks
         }
-        for level in sorted(set(difficulty.tolist()))
+        | {"greedy": round(float(greedy[members].mean()), 4)}
+        for name, members in groups.items()
     }
 
 
@@ -180,13 +225,15 @@ def format_world_report(report: dict, out_dir: str | Path) -> str:
         f"demo world in {out_dir}" + (" (reused)" if report.get("cached") else ""),
         f"  model: {report['parameters']:,} parameters; splits: "
         + ", ".join(f"{name} {size}" for name, size in report["split_sizes"].items()),
-        f"  test accuracy: {report['test_accuracy_sampled']:.3f} sampled (temperature 1), "
-        f"{report['test_accuracy_greedy']:.3f} greedy",
-        "  by difficulty (prompts: sampled / greedy):",
+        f"  headroom on the test prompts ({report['headroom_samples']} samples each at "
+        "temperature 1; RL from own samples can raise pass@1 towards pass@k):",
     ]
-    for level, row in report["test_accuracy_by_difficulty"].items():
+    table = report["test_headroom"]
+    keys = [key for key in table["all"] if key != "prompts"]
+    lines.append(f"    {'level':>5} {'prompts':>7} " + " ".join(f"{key:>7}" for key in keys))
+    for level, row in table.items():
         lines.append(
-            f"    {level}: ({row['prompts']:>3}) {row['sampled']:.3f} / {row['greedy']:.3f}"
+            f"    {level:>5} {row['prompts']:>7} " + " ".join(f"{row[key]:>7.3f}" for key in keys)
         )
     lines.append(
         f"  acceptance rates of the train prompts ({report['probe_samples']} samples each, "
