@@ -2,12 +2,17 @@
 
 From one base model and one train/test split (the embedded world, built once), trains every
 arm for every seed with the same stage-2 budget, iterations and optimizer steps per iteration,
-then writes results.md (per algorithm: final/best accuracy, step- and compute-matched
-speed-ups against uniform with the spread over seeds, optimizer steps, estimated gradient
-variance) and PNG plots (accuracy against iteration and against generated tokens) into --out.
-Killed runs resume; finished runs are only read.
+then writes results.md (per algorithm: final/best accuracy, mean accuracy over iterations and
+its paired difference from uniform, step- and compute-matched speed-ups against uniform, each
+with a 95% bootstrap interval over seeds, optimizer steps, estimated gradient variance, the
+evaluation's standard error) and PNG plots into --out. The main arms (uniform, GVM and the A/A
+calibration uniform-aa: uniform with other sampling seeds) run --seeds; Knapsack-RL, DAPO and
+the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM for every value
+of one setting (in --out/sweep-KEY/KEY=V) and writes sweep.md and a plot of GVM's gain against
+it. Killed runs resume; finished runs are only read.
 
-Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2] [--quick] [key=value ...]
+Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-seeds 0 1 2]
+     [--sweep num_generations=4,8,16] [--report-only] [key=value ...]
 """
 
 from __future__ import annotations
@@ -17,20 +22,42 @@ import time
 from pathlib import Path
 
 from gvm_raft.config import load_config
-from gvm_raft.convergence import STRATEGIES, ablations, make_arms, run_arms, write_results
+from gvm_raft.convergence import (
+    STRATEGIES,
+    ablations,
+    make_arms,
+    run_arms,
+    write_results,
+    write_sweep,
+)
 from gvm_raft.demo import bundled_config
 from gvm_raft.tasks.demo_world import DemoWorldConfig, format_world_report, prepare_demo_world
 
 BENCH_WORLD = DemoWorldConfig()
+MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, default=Path("runs/demo-world"))
     parser.add_argument("--out", type=Path, default=Path("runs/convergence"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--extra-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="seeds of the baselines and ablations (a subset of --seeds keeps them paired)",
+    )
     parser.add_argument("--algorithms", nargs="+", default=["raft++", "grpo"])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="rerun uniform and GVM for every value of one setting (repeatable)",
+    )
     parser.add_argument(
         "--ablations",
         nargs="*",
@@ -66,17 +93,29 @@ def main() -> None:
         config.num_generations,
         config.mini_batch_size,
     )
-    results = run_arms(
-        arms,
-        args.seeds,
-        base,
-        args.out,
-        [*world, *args.overrides],
-        train_missing=not args.report_only,
-    )
+    overrides = [*world, *args.overrides]
+    train_missing = not args.report_only
+    results: dict = {}
+    for arm in arms:
+        seeds = args.seeds if arm.name in MAIN_ARMS else args.extra_seeds
+        results |= run_arms([arm], seeds, base, args.out, overrides, train_missing=train_missing)
     baselines = {a: f"{a}/uniform" for a in args.algorithms if f"{a}/uniform" in results}
-    text = write_results(results, args.out, baselines)
-    print(text)
+    print(write_results(results, args.out, baselines))
+    for sweep in args.sweep:
+        key, _, values = sweep.partition("=")
+        main_arms = make_arms(args.algorithms, ["uniform", "gvm"], [], 1, 1)
+        by_value = {
+            value: run_arms(
+                main_arms,
+                args.seeds,
+                base,
+                args.out / f"sweep-{key}" / f"{key}={value}",
+                [*overrides, f"{key}={value}"],
+                train_missing=train_missing,
+            )
+            for value in values.split(",")
+        }
+        print(write_sweep(by_value, key, args.out / f"sweep-{key}"))
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}")
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from gvm_raft.convergence import (
+    bootstrap_interval,
     first_reach,
     make_arms,
     run_arms,
     speedup,
     summarise,
     write_results,
+    write_sweep,
 )
 from gvm_raft.demo import bundled_config
 
@@ -47,6 +52,46 @@ def test_summary_on_hand_made_curves():
     assert gvm["speedup_tokens_half"] == pytest.approx(200 / 150)
     assert gvm["speedup_steps_best_seeds"] == [3.0, 3.0]
     assert list(gvm["final"]) == [0.37, 0.37]
+    # identical seeds: every bootstrap resample gives the same curves
+    assert gvm["speedup_steps_best_interval"] == (3.0, 3.0)
+    assert gvm["speedup_tokens_half_interval"] == pytest.approx((200 / 150, 200 / 150))
+    # mean accuracy over iterations 1-3: uniform 0.34, GVM (0.36 + 0.36 + 0.37) / 3
+    assert gvm["auc"] == pytest.approx([1.09 / 3] * 2)
+    assert gvm["auc_diff_seeds"] == pytest.approx([1.09 / 3 - 0.34] * 2)
+    assert gvm["auc_diff_interval"] == pytest.approx((1.09 / 3 - 0.34,) * 2)
+    assert uniform["auc_diff_interval"] == (0.0, 0.0)
+
+
+def test_bootstrap_interval_of_a_paired_mean():
+    # two seeds with differences 0.01 and 0.03: resampled means are 0.01, 0.02 or 0.03 with
+    # probabilities 1/4, 1/2, 1/4, so the 2.5% and 97.5% percentiles are the extremes
+    differences = np.array([0.01, 0.03])
+    low, high = bootstrap_interval(lambda idx: float(differences[idx].mean()), 2)
+    assert (low, high) == pytest.approx((0.01, 0.03))
+    # many seeds: close to mean +- 1.96 standard errors
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.05, 0.02, 40)
+    low, high = bootstrap_interval(lambda idx: float(values[idx].mean()), 40)
+    se = values.std(ddof=1) / np.sqrt(40)
+    assert low == pytest.approx(values.mean() - 1.96 * se, abs=0.3 * se)
+    assert high == pytest.approx(values.mean() + 1.96 * se, abs=0.3 * se)
+    assert bootstrap_interval(lambda idx: 1.0, 1) is None  # one seed: no interval
+    assert bootstrap_interval(lambda idx: None, 3) is None
+
+
+def test_sweep_reports_the_gain_per_value(tmp_path):
+    uniform = [rows([0.30, 0.32, 0.34, 0.36], 100)] * 2
+    sweeps = {
+        "4": {"raft++/uniform": uniform, "raft++/gvm": [rows([0.30, 0.36, 0.36, 0.37], 100)] * 2},
+        "16": {"raft++/uniform": uniform, "raft++/gvm": [rows([0.30, 0.30, 0.32, 0.34], 100)] * 2},
+    }
+    text = write_sweep(sweeps, "num_generations", tmp_path)
+    lines = text.splitlines()
+    # mean accuracy over iterations 1-3: uniform 0.34, GVM 0.3633 at 4 and 0.32 at 16
+    assert lines[2].startswith("| 4 | raft++ | +0.023 [0.023, 0.023] | 3.00x [3.00, 3.00]")
+    assert lines[3].startswith("| 16 | raft++ | -0.020 [-0.020, -0.020] | not reached")
+    assert (tmp_path / "sweep.md").read_text() == text
+    assert (tmp_path / "sweep_num_generations.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unknown_arm_is_named():
@@ -56,8 +101,10 @@ def test_unknown_arm_is_named():
 
 def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
     arms = make_arms(["raft++", "grpo"], ["uniform", "gvm"], ["gvm-online"], 4, 8)
+    arms.insert(1, make_arms(["raft++"], ["uniform-aa"], [], 4, 8)[0])
     assert [a.label for a in arms] == [
         "raft++/uniform",
+        "raft++/uniform-aa",
         "raft++/gvm",
         "raft++/gvm-online",
         "grpo/uniform",
@@ -82,7 +129,20 @@ def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
     results = run_arms(arms, [0], bundled_config("convergence.yaml"), out, overrides, False)
     assert all(len(runs) == 1 and len(runs[0]) == 3 for runs in results.values())
     text = write_results(results, out, {"raft++": "raft++/uniform", "grpo": "grpo/uniform"})
-    assert text.count("| raft++/") == 3 and text.count("| grpo/") == 2
+    assert text.count("| raft++/") == 4 and text.count("| grpo/") == 2
+
+    # the A/A arm: the same prompts in the same order, other samples
+    def allocations(arm):
+        path = out / "runs" / "raft++" / arm / "seed-0" / "allocations.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    same, other = allocations("uniform"), allocations("uniform-aa")
+    assert [a["prompt_index"] for a in same] == [a["prompt_index"] for a in other]
+
+    def generated(arm):
+        return [row["tokens/cumulative"] for row in results[f"raft++/{arm}"][0][1:]]
+
+    assert generated("uniform") != generated("uniform-aa")
     assert (out / "results.md").exists()
     for name in ("convergence_raftpp.png", "convergence_grpo.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"

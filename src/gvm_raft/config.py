@@ -34,6 +34,11 @@ class TrainConfig:
         "run directory: config, metrics, checkpoints, plots", default="runs/train"
     )
     seed: int = doc("seed of data order, sampling and initialisation", default=0)
+    sampling_seed_offset: int = doc(
+        "added to seed for the rollout sampling only (same prompts, other samples): an A/A "
+        "calibration of a comparison runs the same arm with another offset",
+        default=0,
+    )
     iterations: int = doc("EM iterations (stage 1, allocate, stage 2, update)", default=10)
     resume: bool = doc("continue from the run directory's latest checkpoint", default=False)
     keep_checkpoints: int = doc("checkpoints kept (the newest)", default=1)

@@ -5,18 +5,26 @@ the same stage-2 budget N per iteration, the same number of iterations and (exce
 ``gvm-steps-xn`` confound) the same optimizer steps per iteration; arms differ only in their
 config overrides. Runs resume, so a killed benchmark continues where it stopped.
 
+Arms are paired: seed s of every arm starts from the same model, draws the same prompts in the
+same order and is evaluated with the same evaluation seed; they differ in their overrides
+(the A/A arm ``uniform-aa`` differs from uniform only in its sampling seeds, so its figures
+show how large a difference chance alone produces: the smallest effect the harness resolves).
+
 Speed-ups against uniform, for a target accuracy (uniform's best mean accuracy, and the level
 halfway from the base model to it):
 - step-matched: iterations uniform needs to first reach the target / iterations the arm needs;
 - compute-matched: the same with generated tokens (stage 1 + stage 2, refills included).
-Headline figures use the mean curve over seeds; the spread is over per-seed speed-ups (each
-seed's arm against the uniform run of the same seed, with targets from that uniform run).
-Reaching a target is counted from iteration 1 on: the base model's evaluation does not count.
+Headline figures use the mean curve over seeds, with a 95% bootstrap interval: seeds resampled
+with replacement (the same seeds for the arm and uniform), targets and speed-up recomputed on
+each resample's mean curves. Reaching a target is counted from iteration 1 on: the base model's
+evaluation does not count. Mean accuracy over iterations 1..T (the area under the curve per
+iteration) is compared seed by seed: the paired differences and a bootstrap interval of their
+mean.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,7 @@ class Arm:
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "uniform": {"allocation": "uniform"},
+    "uniform-aa": {"allocation": "uniform", "sampling_seed_offset": 1_000},
     "gvm": {"allocation": "gvm"},
     "knapsack": {"allocation": "knapsack"},
     "dapo": {"allocation": "uniform", "dynamic_filtering": True},
@@ -173,46 +182,104 @@ def speedup(baseline: float | None, arm: float | None) -> float | None:
     return baseline / arm if arm > 0 else float("inf")
 
 
+BOOTSTRAP_RESAMPLES = 2_000
+
+
+def mean_over_iterations(accuracy: np.ndarray) -> np.ndarray:
+    """Per seed, the mean accuracy over iterations 1..T (the base model at index 0 left out):
+    the area under the accuracy curve per iteration."""
+    return accuracy[:, 1:].mean(1) if accuracy.shape[1] > 1 else accuracy[:, 0]
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float | None], seeds: int, seed: int = 0
+) -> tuple[float, float] | None:
+    """95% percentile interval of ``statistic(indices)`` over seed indices resampled with
+    replacement; resamples where the statistic is undefined (None) are dropped. None when
+    there are fewer than two seeds or no defined resample."""
+    if seeds < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, seeds, seeds)) for _ in range(BOOTSTRAP_RESAMPLES)]
+    defined = np.array([v for v in values if v is not None], dtype=float)
+    if not defined.size:
+        return None
+    low, high = np.percentile(defined, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def mean_curve_speedup(
+    x_base: np.ndarray,
+    acc_base: np.ndarray,
+    x_arm: np.ndarray,
+    acc_arm: np.ndarray,
+    target_name: str,
+) -> float | None:
+    """Speed-up of the arm's mean curve over the baseline's, to a target of the baseline's mean
+    curve (see ``targets_of``)."""
+    base_mean = acc_base.mean(0)
+    target = targets_of(base_mean)[target_name]
+    return speedup(
+        first_reach(x_base.mean(0), base_mean, target),
+        first_reach(x_arm.mean(0), acc_arm.mean(0), target),
+    )
+
+
 def summarise(results: dict[str, list[list[dict]]], baseline: str) -> list[dict[str, Any]]:
-    """Per arm: accuracies, speed-ups against the baseline arm (same seeds), optimizer steps per
-    iteration and the estimated gradient variance against uniform. Row 0 holds the targets."""
+    """Per arm: accuracies, speed-ups against the baseline arm (paired seeds) with bootstrap
+    intervals, mean accuracy over iterations and its paired difference from the baseline,
+    optimizer steps per iteration, the estimated gradient variance against uniform and the
+    evaluation's standard error. Row 0 holds the targets."""
     base = {kind: curves(results[baseline], key) for kind, key in X_AXES.items()}
     base_acc = base["steps"][1]
-    base_mean = base_acc.mean(0)
-    targets = targets_of(base_mean)
+    targets = targets_of(base_acc.mean(0))
     table: list[dict[str, Any]] = [{"targets": targets}]
     for label, runs in results.items():
         arm = {kind: curves(runs, key) for kind, key in X_AXES.items()}
         acc = arm["steps"][1]
+        paired = min(len(runs), len(base_acc))
+        auc_diff = mean_over_iterations(acc[:paired]) - mean_over_iterations(base_acc[:paired])
         row: dict[str, Any] = {
             "arm": label,
             "seeds": len(runs),
             "final": acc[:, -1],
             "best": acc[:, 1:].max(1) if acc.shape[1] > 1 else acc[:, 0],
+            "auc": mean_over_iterations(acc),
+            "auc_diff_seeds": auc_diff,
+            "auc_diff_interval": bootstrap_interval(
+                lambda idx, d=auc_diff: float(d[idx].mean()), paired
+            ),
             "optimizer_steps": _mean_metric(runs, "train/optimizer_steps"),
             "variance_ratio": _mean_metric(runs, "allocation/variance_ratio"),
+            "eval_se": _mean_metric(runs, "test/accuracy_se", skip_base=False),
             "tokens": arm["tokens"][0][:, -1],
         }
         for kind in X_AXES:
-            x_arm, x_base = arm[kind][0], base[kind][0]
-            for name, target in targets.items():
-                row[f"speedup_{kind}_{name}"] = speedup(
-                    first_reach(x_base.mean(0), base_mean, target),
-                    first_reach(x_arm.mean(0), acc.mean(0), target),
+            x_arm, x_base = arm[kind][0][:paired], base[kind][0][:paired]
+            y_arm, y_base = acc[:paired], base_acc[:paired]
+            for name in targets:
+                row[f"speedup_{kind}_{name}"] = mean_curve_speedup(
+                    base[kind][0], base_acc, arm[kind][0], acc, name
+                )
+                row[f"speedup_{kind}_{name}_interval"] = bootstrap_interval(
+                    lambda idx, k=name, xa=x_arm, xb=x_base, ya=y_arm, yb=y_base: (
+                        mean_curve_speedup(xb[idx], yb[idx], xa[idx], ya[idx], k)
+                    ),
+                    paired,
                 )
                 row[f"speedup_{kind}_{name}_seeds"] = [
                     speedup(
                         first_reach(x_base[s], base_acc[s], targets_of(base_acc[s])[name]),
                         first_reach(x_arm[s], acc[s], targets_of(base_acc[s])[name]),
                     )
-                    for s in range(min(len(runs), len(base_acc)))
+                    for s in range(paired)
                 ]
         table.append(row)
     return table
 
 
-def _mean_metric(runs: list[list[dict]], key: str) -> float:
-    values = [r[key] for rows in runs for r in rows[1:] if key in r]
+def _mean_metric(runs: list[list[dict]], key: str, skip_base: bool = True) -> float:
+    values = [r[key] for rows in runs for r in rows[int(skip_base) :] if key in r]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -220,43 +287,62 @@ def _spread(values: np.ndarray) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def _speedup_text(mean: float | None, per_seed: list[float | None]) -> str:
+def _interval(interval: tuple[float, float] | None, digits: int = 2) -> str:
+    return "" if interval is None else f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def _speedup_text(
+    mean: float | None, interval: tuple[float, float] | None, per_seed: list[float | None]
+) -> str:
     if mean is None:
         return "-"
     head = "not reached" if mean == 0 else f"{mean:.2f}x"
-    reached = [s for s in per_seed if s]
-    seeds = (
-        f" ({min(reached):.2f}-{max(reached):.2f}, {len(reached)}/{len(per_seed)} seeds)"
-        if reached
-        else f" (0/{len(per_seed)} seeds)"
-    )
-    return head + seeds
+    reached = sum(1 for s in per_seed if s)
+    return head + _interval(interval) + f" ({reached}/{len(per_seed)} seeds reach)"
+
+
+def _paired_differences(differences: np.ndarray) -> str:
+    return " ".join(f"{d:+.3f}" for d in differences)
 
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:
     targets = summary[0]["targets"]
     lines = [
         f"Targets: uniform's best mean accuracy {targets['best']:.3f}; halfway from the base "
-        f"model {targets['half']:.3f}. Speed-ups: on the mean curve over seeds; in brackets "
-        "the range over seeds, each against the uniform run of the same seed and its own "
-        "targets, and how many seeds reached the target.",
+        f"model {targets['half']:.3f}. Accuracies: mean ± standard deviation over seeds. "
+        "Speed-ups: on the mean curves over seeds, with a 95% bootstrap interval over seeds "
+        "(paired with uniform's), and how many seeds reach the target alone (against the "
+        "uniform run of the same seed and its own targets); 0.00 in an interval is a resample "
+        "whose arm never reaches the target. Mean accuracy over iterations 1..T: its paired "
+        "difference from uniform, mean [95% bootstrap interval], and per seed. eval SE: the "
+        "evaluation's own standard error per point (over test prompts), mean over points.",
         "",
-        "| arm | final acc | best acc | steps/iter | var/uniform | speed-up (iterations) to best "
-        "| to half | speed-up (tokens) to best | to half | tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | final acc | best acc | mean acc over iterations | difference from uniform "
+        "| per seed | speed-up (iterations) to best | to half | speed-up (tokens) to best "
+        "| to half | steps/iter | var/uniform | eval SE | tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary[1:]:
+        difference = row["auc_diff_seeds"]
         cells = [
             row["arm"],
             _spread(row["final"]),
             _spread(row["best"]),
-            f"{row['optimizer_steps']:.0f}",
-            f"{row['variance_ratio']:.2f}",
+            _spread(row["auc"]),
+            f"{difference.mean():+.3f}" + _interval(row["auc_diff_interval"], 3),
+            _paired_differences(difference),
             *[
-                _speedup_text(row[f"speedup_{kind}_{name}"], row[f"speedup_{kind}_{name}_seeds"])
+                _speedup_text(
+                    row[f"speedup_{kind}_{name}"],
+                    row[f"speedup_{kind}_{name}_interval"],
+                    row[f"speedup_{kind}_{name}_seeds"],
+                )
                 for kind in ("steps", "tokens")
                 for name in ("best", "half")
             ],
+            f"{row['optimizer_steps']:.0f}",
+            f"{row['variance_ratio']:.2f}",
+            f"{row['eval_se']:.3f}",
             f"{row['tokens'].mean():,.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -303,4 +389,66 @@ def write_results(
     images = plot(results, out_dir)
     text = "\n".join(sections + [f"![{p.stem}]({p.name})" for p in images]) + "\n"
     atomic_write_text(out_dir / "results.md", text)
+    return text
+
+
+def write_sweep(
+    sweeps: dict[str, dict[str, list[list[dict]]]], key: str, out_dir: Path, arm: str = "gvm"
+) -> str:
+    """When does ``arm`` help? For each value of the swept setting (``sweeps[value]`` holds the
+    results of that setting's arms), its paired difference in mean accuracy over iterations
+    from uniform and its step- and compute-matched speed-ups to uniform's best, with bootstrap
+    intervals: sweep.md and sweep_<key>.png in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"| {key} | algorithm | mean acc difference {arm} - uniform | speed-up (iterations) to "
+        "best | to half | speed-up (tokens) to best | to half |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    points: dict[str, list[tuple[float, float, tuple[float, float] | None]]] = {}
+    for value, results in sweeps.items():
+        algorithms = sorted({label.split("/")[0] for label in results})
+        for algorithm in algorithms:
+            label, baseline = f"{algorithm}/{arm}", f"{algorithm}/uniform"
+            if label not in results or baseline not in results:
+                continue
+            arms = {k: v for k, v in results.items() if k in (label, baseline)}
+            row = next(r for r in summarise(arms, baseline)[1:] if r["arm"] == label)
+            difference = row["auc_diff_seeds"]
+            cells = [
+                _speedup_text(
+                    row[f"speedup_{kind}_{name}"],
+                    row[f"speedup_{kind}_{name}_interval"],
+                    row[f"speedup_{kind}_{name}_seeds"],
+                )
+                for kind in ("steps", "tokens")
+                for name in ("best", "half")
+            ]
+            lines.append(
+                f"| {value} | {algorithm} | {difference.mean():+.3f}"
+                + _interval(row["auc_diff_interval"], 3)
+                + " | "
+                + " | ".join(cells)
+                + " |"
+            )
+            points.setdefault(algorithm, []).append(
+                (float(value), float(difference.mean()), row["auc_diff_interval"])
+            )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for algorithm, values in points.items():
+        xs, ys, intervals = zip(*values, strict=True)
+        low = [y - (i[0] if i else y) for y, i in zip(ys, intervals, strict=True)]
+        high = [(i[1] if i else y) - y for y, i in zip(ys, intervals, strict=True)]
+        ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=4, label=algorithm)
+    ax.axhline(0.0, color="grey", lw=1)
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"mean accuracy over iterations, {arm} - uniform")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    image = out_dir / f"sweep_{key}.png"
+    fig.savefig(image, dpi=120)
+    plt.close(fig)
+    text = "\n".join(lines) + f"\n\n![{image.stem}]({image.name})\n"
+    atomic_write_text(out_dir / "sweep.md", text)
     return text

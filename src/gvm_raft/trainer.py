@@ -290,7 +290,8 @@ def sample(
     config = run.config
     params = SamplingParams(config.temperature, config.top_p, config.max_completion_length)
     rank = run.accelerator.process_index
-    seed = (config.seed * 1_000_003 + iteration * 1_000 + stage + rank * 7_919) % 2**63
+    base = config.seed + config.sampling_seed_offset
+    seed = (base * 1_000_003 + iteration * 1_000 + stage + rank * 7_919) % 2**63
     positions = list(range(len(rows))) if positions is None else positions
 
     def work(items: list[int]) -> list[list[ScoredSample]]:
