@@ -89,3 +89,22 @@ def test_train_help_lists_every_config_key_with_default_and_meaning(capsys):
     for field in dataclasses.fields(TrainConfig):
         assert f"\n  {field.name} = {field.default!r}: " in text
     assert "  learning_rate = 1e-06: AdamW learning rate\n" in text
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"stage1_samples": 4, "num_generations": 4},  # k = N/m with reuse: every prompt gets k
+        {"stage1_samples": 2, "num_generations": 4, "min_generations": 4},
+    ],
+)
+@pytest.mark.parametrize("allocation", ["gvm", "knapsack"])
+def test_an_allocation_without_freedom_is_refused(settings, allocation):
+    with pytest.raises(ConfigError, match="has no freedom: every prompt already holds 4"):
+        TrainConfig(allocation=allocation, **settings)
+    with pytest.raises(ConfigError, match="reuse_stage1=false"):
+        TrainConfig(allocation=allocation, **settings)
+    # uniform needs none; without reuse the stage-1 samples do not count towards n_i
+    TrainConfig(allocation="uniform", **settings)
+    if "min_generations" not in settings:
+        TrainConfig(allocation=allocation, reuse_stage1=False, **settings)

@@ -262,6 +262,16 @@ def validate(config: TrainConfig) -> None:
             f"with reuse_stage1, num_generations ({config.num_generations}) must be at least "
             f"stage1_samples ({config.stage1_samples}): the budget includes the stage-1 samples"
         )
+    floor = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
+    if config.allocation != "uniform" and floor >= config.num_generations:
+        raise ConfigError(
+            f"allocation={config.allocation} has no freedom: every prompt already holds "
+            f"{floor} samples (min_generations, or stage1_samples with reuse_stage1) and the "
+            f"budget is num_generations ({config.num_generations}) per prompt, so every prompt "
+            "would get exactly that (a uniform allocation). Lower stage1_samples or "
+            "min_generations, raise num_generations, or set reuse_stage1=false (the reference "
+            "pipeline: stage 1 only estimates)"
+        )
     if config.max_generations is not None and config.max_generations < config.num_generations:
         raise ConfigError(
             f"max_generations ({config.max_generations}) must be at least num_generations "
