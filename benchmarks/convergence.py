@@ -95,10 +95,15 @@ def main() -> None:
     )
     overrides = [*world, *args.overrides]
     train_missing = not args.report_only
-    results: dict = {}
-    for arm in arms:
-        seeds = args.seeds if arm.name in MAIN_ARMS else args.extra_seeds
-        results |= run_arms([arm], seeds, base, args.out, overrides, train_missing=train_missing)
+    results: dict[str, list[list[dict]]] = {}
+    for seed in args.seeds:  # seed by seed, so a benchmark cut short has every arm paired
+        for arm in arms:
+            if arm.name in MAIN_ARMS or seed in args.extra_seeds:
+                done = run_arms(
+                    [arm], [seed], base, args.out, overrides, train_missing=train_missing
+                )
+                for label, runs in done.items():
+                    results.setdefault(label, []).extend(runs)
     baselines = {a: f"{a}/uniform" for a in args.algorithms if f"{a}/uniform" in results}
     print(write_results(results, args.out, baselines))
     for sweep in args.sweep:

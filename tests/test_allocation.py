@@ -318,3 +318,27 @@ def test_knapsack_spreads_an_uninformative_budget_evenly():
     assert knapsack_allocate([0.0, 1.0, 0.0], 7).tolist() == [3, 2, 2]
     # informative prompts first; p = 1/2 has the largest gains
     assert knapsack_allocate([0.5, 0.0, 0.9], 6, min_samples=1).tolist()[1] == 1
+
+
+@pytest.mark.parametrize("method", ["rounding", "exact"])
+@pytest.mark.parametrize("scale", [1e-310, 1e-200, 1e77, 1e200, 1e300])
+def test_extreme_gradient_norms_give_the_allocation_of_the_scaled_problem(method, scale):
+    # the rule is invariant to scaling G: without rescaling, 1e77 and up made the exact
+    # method's bisection bounds overflow (it never returned) and 1e300 overflowed the weights
+    rng = np.random.default_rng(3)
+    g = np.append(rng.uniform(0.1, 2.0, 30), 0.0)
+    p = np.append(rng.uniform(0.05, 1.0, 30), 0.5)
+    expected = allocate(g, p, 248, method, min_samples=1, max_samples=40)
+    assert allocate(g * scale, p, 248, method, min_samples=1, max_samples=40).tolist() == (
+        expected.tolist()
+    )
+    assert allocate([1e308, 1e-300], [0.5, 0.5], 10, method).sum() == 10
+
+
+def test_huge_budget_is_spent_exactly():
+    g, p = np.array([1.0, 2.0, 0.5]), np.array([0.2, 0.5, 0.9])
+    for method in ("rounding", "exact"):
+        sizes = allocate(g, p, 10**12, method)
+        assert sizes.sum() == 10**12
+        continuous = 10**12 * allocation_weights(g, p) / allocation_weights(g, p).sum()
+        assert np.abs(sizes - continuous).max() <= 1.0

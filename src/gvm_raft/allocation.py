@@ -164,6 +164,8 @@ def allocate(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     g, p = _check_stats(grad_norms, accept_rates)
+    if g.size and 0 < g.max() < np.inf:
+        g = g / g.max()  # the allocation is invariant to scaling G; huge or tiny G then stay finite
     _check_budget(budget, whole=True)
     budget = int(budget)
     m = g.size
