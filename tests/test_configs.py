@@ -4,6 +4,7 @@ the accelerate configs launch the engines they name."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,38 @@ def test_an_allocation_without_freedom_is_refused(settings, allocation):
     TrainConfig(allocation="uniform", **settings)
     if "min_generations" not in settings:
         TrainConfig(allocation=allocation, reuse_stage1=False, **settings)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("max_grad_norm", -1.0, r"max_grad_norm must be > 0 \(and finite\); got -1.0"),
+        ("max_grad_norm", 0.0, "max_grad_norm must be > 0"),
+        ("accept_threshold", math.nan, "accept_threshold must be a finite number; got nan"),
+        ("temperature", math.nan, "temperature must be > 0"),
+        ("gvm_alpha", math.nan, "gvm_alpha must be >= 0"),
+        ("gvm_beta", math.inf, "gvm_beta must be a finite number"),
+        ("beta", math.nan, "beta must be >= 0"),
+        ("epsilon_high", math.nan, "epsilon_high must be >= 0"),
+        ("learning_rate", math.nan, "learning_rate must be >= 0"),
+        ("learning_rate", math.inf, r"learning_rate must be >= 0 \(and finite\); got inf"),
+        ("epsilon", -0.2, "epsilon must be >= 0"),
+        ("seed", -1, "seed must be >= 0"),
+        ("max_accept_rate", 1.5, r"max_accept_rate must lie in \[0, 1\]; got 1.5"),
+        ("stats_decay", 1.0, r"stats_decay must lie in \[0, 1\); got 1.0"),
+        ("top_p", 0.0, r"top_p must lie in \(0, 1\]"),
+        ("dual_clip", 1.0, "dual_clip must be > 1"),
+        ("eval_max_prompts", 0, "eval_max_prompts must be >= 1"),
+        ("iterations", 0, "iterations must be >= 1"),
+    ],
+)
+def test_numbers_outside_their_range_are_refused_by_name(setting, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{setting: value})
+
+
+def test_every_range_names_a_numeric_setting():
+    from gvm_raft.config import FIELD_NAMES, RANGES
+
+    assert set(RANGES) <= set(FIELD_NAMES)
+    TrainConfig(dual_clip=None, max_generations=None, eval_max_prompts=None, learning_rate=0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -202,35 +203,7 @@ class ConfigError(ValueError):
 
 def validate(config: TrainConfig) -> None:
     _check_types(config)
-    positive = [
-        "iterations",
-        "prompts_per_iteration",
-        "num_generations",
-        "max_completion_length",
-        "rollout_batch_size",
-        "mini_batch_size",
-        "micro_batch_size",
-        "ppo_epochs",
-        "keep_checkpoints",
-        "eval_every",
-    ]
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be >= 1; got {getattr(config, name)}")
-    for name in [
-        "stage1_samples",
-        "min_generations",
-        "warmup_steps",
-        "eval_samples",
-        "beta",
-        "learning_rate",
-        "weight_decay",
-        "gvm_alpha",
-        "min_expected_accepted",
-        "max_filter_rounds",
-    ]:
-        if getattr(config, name) < 0:
-            raise ConfigError(f"{name} must be >= 0; got {getattr(config, name)}")
+    _check_ranges(config)
     choices = {
         "allocation_method": ALLOCATION_METHODS[:2],
         "grad_norm_group": PARAMETER_GROUPS,
@@ -282,23 +255,80 @@ def validate(config: TrainConfig) -> None:
             f"min_generations ({config.min_generations}) cannot exceed num_generations "
             f"({config.num_generations})"
         )
-    if not 0 <= config.max_accept_rate <= 1:
-        raise ConfigError(f"max_accept_rate must lie in [0, 1]; got {config.max_accept_rate}")
-    if not 0 < config.vllm_gpu_memory_utilization <= 1:
+    if not all(0 <= v < math.inf for v in config.accept_rate_prior):
         raise ConfigError(
-            "vllm_gpu_memory_utilization must lie in (0, 1]; "
-            f"got {config.vllm_gpu_memory_utilization}"
+            f"accept_rate_prior needs finite a, b >= 0; got {config.accept_rate_prior}"
         )
-    if not 0 < config.top_p <= 1:
-        raise ConfigError(f"top_p must lie in (0, 1]; got {config.top_p}")
-    if config.temperature <= 0 or config.eval_temperature < 0:
-        raise ConfigError("temperature must be > 0 (and eval_temperature >= 0)")
-    if config.dual_clip is not None and config.dual_clip <= 1:
-        raise ConfigError(f"dual_clip must be > 1 (or None); got {config.dual_clip}")
-    if min(config.accept_rate_prior) < 0:
-        raise ConfigError(f"accept_rate_prior needs a, b >= 0; got {config.accept_rate_prior}")
-    if not 0 <= config.stats_decay < 1:
-        raise ConfigError(f"stats_decay must lie in [0, 1); got {config.stats_decay}")
+
+
+INF = math.inf
+# Every numeric setting's valid range: (low, low included, high, high included). NaN and
+# infinite values are outside every range; None (where a setting allows it) means "off".
+RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    **dict.fromkeys(
+        [
+            "iterations",
+            "prompts_per_iteration",
+            "num_generations",
+            "max_completion_length",
+            "rollout_batch_size",
+            "mini_batch_size",
+            "micro_batch_size",
+            "ppo_epochs",
+            "keep_checkpoints",
+            "eval_every",
+            "max_generations",
+            "eval_max_prompts",
+        ],
+        (1, True, INF, False),
+    ),
+    **dict.fromkeys(
+        [
+            "seed",
+            "sampling_seed_offset",
+            "stage1_samples",
+            "min_generations",
+            "warmup_steps",
+            "eval_samples",
+            "max_filter_rounds",
+            "beta",
+            "learning_rate",
+            "weight_decay",
+            "gvm_alpha",
+            "min_expected_accepted",
+            "epsilon",
+            "epsilon_high",
+            "eval_temperature",
+        ],
+        (0, True, INF, False),
+    ),
+    **dict.fromkeys(["temperature", "max_grad_norm"], (0, False, INF, False)),
+    **dict.fromkeys(["accept_threshold", "gvm_beta"], (-INF, False, INF, False)),
+    "dual_clip": (1, False, INF, False),
+    "max_accept_rate": (0, True, 1, True),
+    "top_p": (0, False, 1, True),
+    "vllm_gpu_memory_utilization": (0, False, 1, True),
+    "stats_decay": (0, True, 1, False),
+}
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    for name, (low, low_in, high, high_in) in RANGES.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        above = value >= low if low_in else value > low
+        below = value <= high if high_in else value < high
+        if not (above and below and math.isfinite(value)):
+            raise ConfigError(f"{name} must {_range_text(low, low_in, high, high_in)}; got {value}")
+
+
+def _range_text(low: float, low_in: bool, high: float, high_in: bool) -> str:
+    if high == INF and low == -INF:
+        return "be a finite number"
+    if high == INF:
+        return f"be {'>=' if low_in else '>'} {low:g} (and finite)"
+    return f"lie in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
 
 
 def load_config(
