@@ -136,3 +136,21 @@ def test_eval_in_bfloat16_with_a_chosen_attention_kernel(tiny_world, tmp_path, m
     results = json.loads(out.read_text())["test"]
     assert results["prompts"] == 8 and 0 <= results["accuracy"] <= results["pass@2"] <= 1
     assert loaded == [(torch.bfloat16, "eager")]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-prompts", "-1", "argument --max-prompts: must be >= 1; got -1"),
+        ("--max-prompts", "0", "argument --max-prompts: must be >= 1; got 0"),
+        ("--batch-size", "0", "argument --batch-size: must be >= 1; got 0"),
+        ("--samples", "-2", "argument --samples: must be >= 0; got -2"),
+        ("--max-new-tokens", "x", "argument --max-new-tokens: not an integer: 'x'"),
+    ],
+)
+def test_eval_refuses_bad_counts_by_option(option, value, message, capsys):
+    # before: -1 evaluated N-1 prompts, 0 printed NaNs, a batch size of 0 a range() error
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "no-model", "no-data.jsonl", option, value])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err

@@ -52,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= low, refused by argparse with the option's name."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}; got {value}")
+        return value
+
+    return parse
+
+
 def _add_allocate(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "allocate",
@@ -248,10 +263,14 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("model", help="Hugging Face causal LM directory (e.g. a checkpoint's model/)")
     cmd.add_argument("data", nargs="+", help="benchmark files; each is named by its file stem")
-    cmd.add_argument("--samples", type=int, default=4, help="k samples per problem (0 = none)")
+    cmd.add_argument(
+        "--samples", type=at_least(0), default=4, help="k samples per problem (0 = none)"
+    )
     cmd.add_argument("--temperature", type=float, default=1.0, help="temperature of the k samples")
     cmd.add_argument("--top-p", type=float, default=1.0, help="nucleus threshold of the samples")
-    cmd.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per completion")
+    cmd.add_argument(
+        "--max-new-tokens", type=at_least(1), default=1024, help="tokens per completion"
+    )
     cmd.add_argument(
         "--greedy",
         action=argparse.BooleanOptionalAction,
@@ -264,14 +283,18 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--system-prompt", default=defaults.system_prompt, help="chat instruction")
     cmd.add_argument("--prompt-column", default="problem", help="column of the problem text")
     cmd.add_argument("--answer-column", default="answer", help="column of the reference answer")
-    cmd.add_argument("--max-prompts", type=int, default=None, help="first N problems per file")
+    cmd.add_argument(
+        "--max-prompts", type=at_least(1), default=None, help="first N problems per file"
+    )
     cmd.add_argument(
         "--backend", choices=("hf", "vllm"), default="hf", help="generation engine (vllm: GPU)"
     )
     cmd.add_argument(
         "--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory"
     )
-    cmd.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (hf)")
+    cmd.add_argument(
+        "--batch-size", type=at_least(1), default=64, help="sequences per generate call (hf)"
+    )
     cmd.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16"),
@@ -279,7 +302,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         help="weights and compute of the hf backend (bfloat16 halves GPU memory)",
     )
     cmd.add_argument("--attn-implementation", help="hf attention kernel: sdpa, flash_attention_2")
-    cmd.add_argument("--seed", type=int, default=0, help="sampling seed")
+    cmd.add_argument("--seed", type=at_least(0), default=0, help="sampling seed")
     cmd.add_argument("--out", help="also write the results as JSON here")
     cmd.set_defaults(handler=_run_eval)
 
