@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,7 @@ def save_checkpoint(
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
         atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
     atomic_write_text(root / "latest", final.name + "\n")
-    for pattern in ("iteration-*", "deepspeed-*"):
-        for old in sorted(p for p in root.glob(pattern) if p.is_dir())[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    _prune(root, iteration, keep)
     return final
 
 
@@ -58,12 +57,52 @@ def engine_state_dir(run_dir: Path, iteration: int) -> Path:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    pointer = run_dir / "checkpoints" / "latest"
+    """The checkpoint ``checkpoints/latest`` names, or None when the run has none yet.
+
+    If the pointer names a missing or incomplete checkpoint (no trainer state), the newest
+    complete one is used instead, with a warning; if there is none, the run is refused rather
+    than silently restarted from scratch over its logs.
+    """
+    root = run_dir / "checkpoints"
+    pointer = root / "latest"
     if not pointer.exists():
         return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if (path / STATE_FILE).exists() else None
+    named = root / pointer.read_text().strip()
+    if (named / STATE_FILE).exists():
+        return named
+    complete = sorted(p for p in root.glob("iteration-*") if (p / STATE_FILE).exists())
+    if not complete:
+        raise ConfigError(
+            f"{pointer} names {named.name}, which is missing or incomplete, and {root} holds no "
+            f"other complete checkpoint: this run cannot be resumed; remove {root} (and the "
+            "run's logs) to start it over"
+        )
+    warnings.warn(
+        f"{pointer} names {named.name}, which is missing or incomplete; resuming from "
+        f"{complete[-1].name}, the newest complete checkpoint",
+        stacklevel=2,
+    )
+    return complete[-1]
+
+
+def remove_staging(run_dir: Path) -> None:
+    """Delete the staging directories of checkpoint writes that were killed (``.iteration-*``):
+    each may hold a whole model and optimizer state."""
+    for staging in (run_dir / "checkpoints").glob(".iteration-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _prune(root: Path, iteration: int, keep: int) -> None:
+    """Keep the checkpoint (and DeepSpeed state) of ``iteration`` and the keep - 1 newest
+    before it; delete the rest, including higher-numbered ones left by an earlier run in the
+    same directory (pruning by name alone kept those and deleted the new checkpoint)."""
+    for pattern in ("iteration-*", "deepspeed-*"):
+        dirs = {int(p.name.split("-")[1]): p for p in root.glob(pattern) if p.is_dir()}
+        earlier = sorted(n for n in dirs if n < iteration)
+        kept = {iteration, *earlier[len(earlier) - (keep - 1) :]} if keep > 1 else {iteration}
+        for number, path in dirs.items():
+            if number not in kept:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def load_state(checkpoint: Path) -> dict:

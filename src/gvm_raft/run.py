@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from gvm_raft.checkpoint import (
     load_scheduler,
     load_state,
     read_optimizer_state,
+    remove_staging,
     save_checkpoint,
 )
 from gvm_raft.config import (
@@ -91,6 +93,8 @@ def setup(config: TrainConfig, progress: bool) -> Run:
         if not getattr(config, key):
             raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
     run_dir = Path(config.output_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # the main process; the engine starts later
+        remove_staging(run_dir)
     if latest_checkpoint(run_dir) is not None and not config.resume:
         raise ConfigError(
             f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
