@@ -31,8 +31,8 @@ from gvm_raft.config import load_config
 from gvm_raft.data import load_prompts
 from gvm_raft.demo import bundled_config
 from gvm_raft.evaluate import evaluate
+from gvm_raft.fileio import read_jsonl
 from gvm_raft.models import load_causal_lm, load_tokenizer
-from gvm_raft.report import read_rows
 from gvm_raft.rewards import arithmetic_reward_fn
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
@@ -135,7 +135,7 @@ def run_gvm_raft(config_path: Path, overrides: list[str], run_dir: Path) -> list
     """``gvm-raft train`` in its own process (TRL configures accelerate's process state)."""
     command = [sys.executable, "-m", "gvm_raft.cli", "train", str(config_path), *overrides]
     subprocess.run([*command, f"output_dir={run_dir}", "resume=true"], check=True)
-    return read_rows(run_dir / METRICS_FILE)
+    return read_jsonl(run_dir / METRICS_FILE)
 
 
 def main() -> None:

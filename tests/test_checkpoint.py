@@ -15,6 +15,7 @@ from gvm_raft.checkpoint import (
     save_checkpoint,
 )
 from gvm_raft.config import ConfigError
+from gvm_raft.fileio import LogFileError, read_jsonl
 
 
 class Saves:
@@ -79,3 +80,16 @@ def test_staging_directories_of_killed_writes_are_removed(tmp_path):
     assert json.loads((tmp_path / "checkpoints/iteration-000001" / STATE_FILE).read_text()) == {
         "iteration": 1
     }
+
+
+def test_a_torn_log_line_is_named_or_dropped_at_the_tail(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"iteration": 0}\n{"iteration": 1}\n{"iteration": 2, "test/acc')
+    with pytest.raises(LogFileError, match=r"metrics.jsonl:3: not a JSON line"):
+        read_jsonl(path)
+    with pytest.warns(UserWarning, match=r"metrics.jsonl:3: dropping a torn last line"):
+        assert read_jsonl(path, drop_torn_tail=True) == [{"iteration": 0}, {"iteration": 1}]
+    path.write_text('{"iteration": 0}\n{"iter\n{"iteration": 2}\n')
+    with pytest.raises(LogFileError, match=r"metrics.jsonl:2: not a JSON line"):
+        read_jsonl(path, drop_torn_tail=True)  # only the last line may be torn
+    assert read_jsonl(tmp_path / "missing.jsonl") == []

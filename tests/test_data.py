@@ -93,6 +93,24 @@ def test_bad_datasets_name_the_fix(tmp_path):
         load_prompts(tmp_path / "d.csv")
 
 
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_an_empty_dataset_file_is_named(tmp_path, content):
+    # before: StopIteration (0 bytes) or 'Instruction "train" corresponds to no data!'
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"dataset {path} is empty: it holds no rows"):
+        load_prompts(path)
+
+
+def test_a_broken_dataset_line_is_named_by_file_and_line(tmp_path):
+    # before: "... position 31" with neither the file nor the line
+    path = tmp_path / "d.jsonl"
+    good = json.dumps({"problem": "1+1", "answer": "2"})
+    path.write_text(f"{good}\n\n{good}\n{{'problem': 'single quotes'}}\n{good}\n")
+    with pytest.raises(ValueError, match=f"dataset {path}:4: not a JSON line"):
+        load_prompts(path)
+
+
 def test_prompt_rendering(chat_model_dir, char_tokenizer):
     tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
     system = "Please reason step by step, and put your final answer within \\boxed{}."

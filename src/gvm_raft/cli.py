@@ -418,11 +418,11 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from gvm_raft.report import read_rows
+    from gvm_raft.fileio import read_jsonl
     from gvm_raft.run import ALLOCATIONS_FILE
     from gvm_raft.stats import PromptStats, write_prompt_stats
 
-    rows = read_rows(Path(args.run) / ALLOCATIONS_FILE)
+    rows = read_jsonl(Path(args.run) / ALLOCATIONS_FILE)
     if not rows:
         raise ValueError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")
     chosen = [r for r in rows if args.iteration in (None, r["iteration"])]

@@ -36,8 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gvm_raft.config import load_config
-from gvm_raft.fileio import atomic_write_text
-from gvm_raft.report import read_rows
+from gvm_raft.fileio import atomic_write_text, read_jsonl
 from gvm_raft.run import METRICS_FILE
 from gvm_raft.trainer import train
 
@@ -136,12 +135,12 @@ def run_arms(
                 seed=seed,
                 resume=True,
             )
-            rows = read_rows(run_dir / METRICS_FILE)
+            rows = read_jsonl(run_dir / METRICS_FILE)
             if len(rows) <= config.iterations and train_missing:
                 if progress:
                     print(f"== {arm.label} seed {seed} -> {run_dir}", flush=True)
                 train(config, progress=progress)
-                rows = read_rows(run_dir / METRICS_FILE)
+                rows = read_jsonl(run_dir / METRICS_FILE)
             if len(rows) == config.iterations + 1:
                 runs.append(rows)
         if runs:

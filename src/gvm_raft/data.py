@@ -10,6 +10,7 @@ are skipped with a count and a warning.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -50,7 +51,12 @@ def load_prompts(
             raise ValueError(
                 f"dataset {source}: use .jsonl, .json, .parquet or a saved dataset dir"
             )
-        dataset = datasets.load_dataset(kind, data_files=str(source), split="train")
+        if not source.read_bytes().strip():
+            raise ValueError(f"dataset {source} is empty: it holds no rows")
+        try:
+            dataset = datasets.load_dataset(kind, data_files=str(source), split="train")
+        except Exception as err:
+            raise ValueError(_unreadable(source, err)) from err
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset[next(iter(dataset))]
     for column in (prompt_column, answer_column):
@@ -75,6 +81,22 @@ def load_prompts(
     if not rows:
         raise ValueError(f"dataset {source} has no usable rows")
     return rows
+
+
+def _unreadable(source: Path, err: Exception) -> str:
+    """Why a dataset file could not be read, with the first bad line of a JSON lines file."""
+    if source.suffix.lower() == ".jsonl":
+        with source.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as bad:
+                    return f"dataset {source}:{number}: not a JSON line ({bad.msg})"
+                if not isinstance(row, dict):
+                    return f"dataset {source}:{number}: a line must hold a JSON object"
+    return f"dataset {source} cannot be read: {err}"
 
 
 def _load_from_hub(name: str) -> Any:

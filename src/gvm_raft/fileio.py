@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,33 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class LogFileError(ValueError):
+    """A JSON lines file that cannot be read; the message names the file and the line."""
+
+
+def read_jsonl(path: str | os.PathLike[str], drop_torn_tail: bool = False) -> list[dict]:
+    """The JSON objects of a JSON lines file, one per non-blank line ([] if it does not exist).
+
+    A line that is not JSON is an error naming the file and line; with drop_torn_tail a bad
+    last line (what a kill or a full disk leaves in a file appended to) is dropped with a
+    warning instead.
+    """
+    source = Path(path)
+    if not source.exists():
+        return []
+    lines = [(n, line) for n, line in enumerate(source.read_text().splitlines(), 1) if line.strip()]
+    rows = []
+    for position, (number, line) in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if drop_torn_tail and position == len(lines) - 1:
+                warnings.warn(f"{source}:{number}: dropping a torn last line", stacklevel=2)
+                break
+            raise LogFileError(f"{source}:{number}: not a JSON line ({err.msg})") from None
+    return rows
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: list[dict]) -> None:

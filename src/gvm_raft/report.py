@@ -6,7 +6,6 @@ overlaid; sample allocation against acceptance rate in each run's last iteration
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -15,13 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import yaml
 
-from gvm_raft.fileio import atomic_write_text
-
-
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from gvm_raft.fileio import atomic_write_text, read_jsonl
 
 
 def run_label(run_dir: Path) -> str:
@@ -39,7 +32,7 @@ def summary_table(run_dirs: list[Path]) -> str:
     )
     lines = [header]
     for run_dir in run_dirs:
-        rows = read_rows(run_dir / "metrics.jsonl")
+        rows = read_jsonl(run_dir / "metrics.jsonl")
         if not rows:
             raise ValueError(f"{run_dir} has no metrics.jsonl rows: is it a run directory?")
         accuracy = [r["test/accuracy"] for r in rows if "test/accuracy" in r]
@@ -67,7 +60,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
     ]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for run_dir in run_dirs:
-            rows = [r for r in read_rows(run_dir / "metrics.jsonl") if "test/accuracy" in r]
+            rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "test/accuracy" in r]
             xs = [r.get(x_key, 0) for r in rows]
             ax.plot(xs, [r["test/accuracy"] for r in rows], marker="o", label=run_label(run_dir))
         ax.set_xlabel(x_label)
@@ -82,7 +75,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
 
 
 def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
-    runs = [(d, read_rows(d / "allocations.jsonl")) for d in run_dirs]
+    runs = [(d, read_jsonl(d / "allocations.jsonl")) for d in run_dirs]
     runs = [(d, rows[-1]) for d, rows in runs if rows]
     if not runs:
         return None

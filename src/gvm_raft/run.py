@@ -35,7 +35,7 @@ from gvm_raft.config import (
     save_config,
 )
 from gvm_raft.data import PromptRow, load_prompts
-from gvm_raft.fileio import atomic_write_text
+from gvm_raft.fileio import read_jsonl, write_jsonl
 from gvm_raft.models import enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from gvm_raft.rewards import RewardFn, close_reward, load_reward
 from gvm_raft.rollout.base import RolloutBackend
@@ -272,12 +272,8 @@ def resume_point(run: Run) -> int:
             path = run.run_dir / name
             if not path.exists():
                 continue
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and checkpoint and json.loads(line)["iteration"] <= iteration
-            ]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
+            rows = read_jsonl(path, drop_torn_tail=True)
+            write_jsonl(path, [r for r in rows if checkpoint and r["iteration"] <= iteration])
     run.accelerator.wait_for_everyone()
     return iteration
 
