@@ -342,3 +342,69 @@ def test_huge_budget_is_spent_exactly():
         assert sizes.sum() == 10**12
         continuous = 10**12 * allocation_weights(g, p) / allocation_weights(g, p).sum()
         assert np.abs(sizes - continuous).max() <= 1.0
+
+
+def reference_sample_sizes(g, p, budget, threshold, insufficient, alpha=1e-3, beta=2.0):
+    """RLHFlow/GVM em/stage_2_calc_sample_size.py, transcribed: ratios, the accept-rate filter
+    (zeroed, not renormalised), the expected-accepted filter on those ratios, renormalise, round
+    half to even, repair the total from the largest residuals."""
+    ratios = [
+        0.0 if gi == 0 or pi == 0 else gi / np.sqrt(pi + alpha / np.power(pi, beta - 1.0))
+        for gi, pi in zip(g, p, strict=True)
+    ]
+    ratios = [r / sum(ratios) for r in ratios]
+    if threshold > 0:
+        ratios = [r if pi <= threshold else 0.0 for r, pi in zip(ratios, p, strict=True)]
+    if insufficient > 0:
+        ratios = [
+            r if pi * r * budget >= insufficient else 0.0 for r, pi in zip(ratios, p, strict=True)
+        ]
+    ratios = [r / sum(ratios) for r in ratios]
+    scaled = np.array(ratios) * budget
+    sizes = np.round(scaled).astype(int)
+    error = budget - sizes.sum()
+    if error != 0:
+        residuals = scaled - sizes
+        sizes[np.argsort(-residuals if error > 0 else residuals)[: abs(error)]] += np.sign(error)
+    return sizes.tolist()
+
+
+def test_rounding_with_both_filters_is_the_reference():
+    # the issue's case, by hand: shares 0.149, 0.149, 0.295, 0.408 of 16; p <= 0.5 zeroes the
+    # first two (not renormalised); expected accepted 0.25 * 0.295 * 16 = 1.18 passes and
+    # 0.125 * 0.408 * 16 = 0.82 does not: every sample goes to the third prompt
+    g, p = [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.25, 0.125]
+    sizes = allocate(g, p, 16, "rounding", max_accept_rate=0.5, min_expected_accepted=1.0)
+    assert sizes.tolist() == [0, 0, 16, 0] == reference_sample_sizes(g, p, 16, 0.5, 1.0)
+    # exact tests the shares the two remaining prompts would really get (7.3 and 8.7 of 16)
+    exact = allocate(g, p, 16, "exact", max_accept_rate=0.5, min_expected_accepted=1.0)
+    assert exact.tolist() == [0, 0, 7, 9]
+
+
+def test_rounding_matches_the_reference_on_random_cases():
+    rng = np.random.default_rng(7)
+    compared = 0
+    for _ in range(2000):
+        m = int(rng.integers(2, 12))
+        g = rng.uniform(0.0, 3.0, m) * (rng.random(m) > 0.1)
+        p = rng.choice([0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0], m)
+        budget = int(rng.integers(m, 20 * m))
+        threshold = float(rng.choice([0.5, 0.75, 0.9]))
+        insufficient = float(rng.choice([0.5, 1.0, 2.0]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                expected = reference_sample_sizes(g, p, budget, threshold, insufficient)
+                sizes = allocate(
+                    g,
+                    p,
+                    budget,
+                    "rounding",
+                    max_accept_rate=threshold,
+                    min_expected_accepted=insufficient,
+                )
+            except (ZeroDivisionError, RuntimeWarning, UserWarning, FloatingPointError):
+                continue  # every prompt filtered: the reference divides by zero
+        assert sizes.tolist() == expected
+        compared += 1
+    assert compared > 1000

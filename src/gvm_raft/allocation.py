@@ -155,8 +155,11 @@ def allocate(
             The minimum applies to every prompt that survives the filters.
         max_accept_rate: prompts with p_i above it (already solved) get 0 samples; 1.0 = off.
         min_expected_accepted: prompts whose expected accepted count p_i n_i under the
-            continuous allocation is below it get 0 samples (one pass, as in the reference);
-            0 = off. Weights are renormalised after each filter.
+            continuous allocation is below it get 0 samples (one pass); 0 = off. "rounding"
+            tests n_i as the reference does, the shares of all prompts before max_accept_rate
+            removed any (not renormalised between the two filters); "exact" tests the shares
+            the prompts left by max_accept_rate would actually get. The surviving weights are
+            then renormalised.
 
     Filters apply to "rounding" and "exact"; "uniform" ignores the statistics entirely.
     If every surviving weight is zero, the allocation falls back to uniform with a warning.
@@ -185,7 +188,10 @@ def allocate(
     w = allocation_weights(g, p, alpha, beta)
     kept = p <= max_accept_rate
     if min_expected_accepted > 0:
-        trial = _water_fill(*_only(kept, w, lo, hi), budget)
+        if method == "rounding":  # the reference: shares of all prompts, not renormalised
+            trial = np.where(kept, _water_fill(w, lo, hi, budget), 0.0)
+        else:  # the budget the prompts that pass max_accept_rate would actually share
+            trial = _water_fill(*_only(kept, w, lo, hi), budget)
         kept &= p * trial >= min_expected_accepted
     w, lo, hi = _only(kept, w, lo, hi)
     if not kept.any():
