@@ -3,12 +3,16 @@
 Shapes: log_probs, old_log_probs, ref_log_probs, mask are (B, T) over response tokens (mask 1
 on real response tokens); advantages are (B,) per sample, broadcast over its tokens.
 Aggregation ("loss_type"):
-- "token_mean": sum over all tokens of the mini-batch / number of tokens (verl's default, and
-  the reference's RAFT++ setting: rejected samples count in the denominator);
+- "token_mean": sum over all tokens of the mini-batch / number of tokens of the mini-batch
+  (rejected samples count in the denominator, as in the reference's RAFT++; TRL's "dapo"
+  loss). verl's "token-mean" differs: it takes the token mean of each micro-batch and weights
+  it by the micro-batch's share of the mini-batch's samples, which equals this only when every
+  micro-batch holds the same number of tokens;
 - "sequence_mean": mean over samples of each sample's token mean.
-A micro-batch of a larger mini-batch passes ``normaliser`` (the mini-batch's token count for
-token_mean, its sample count for sequence_mean) so that accumulated gradients equal the
-mini-batch's.
+Response tokens include the closing EOS token (trained, as in TRL and verl; gvm-raft's G_i
+counts it too, the reference's G_i leaves it out). A micro-batch of a larger mini-batch passes
+``normaliser`` (the mini-batch's token count for token_mean, its sample count for
+sequence_mean) so that accumulated gradients equal the mini-batch's.
 """
 
 from __future__ import annotations
