@@ -24,7 +24,7 @@ from gvm_raft.config import ConfigError, TrainConfig, load_config, save_config
 from gvm_raft.demo import run_demo
 from gvm_raft.estep import ScoredSample
 from gvm_raft.models import ModelLoadError, load_causal_lm
-from gvm_raft.mstep import advantages_for
+from gvm_raft.mstep import advantages_for, mini_batches
 from gvm_raft.rollout.base import Sample
 from gvm_raft.stats import PromptStats
 from gvm_raft.trainer import prompt_batch, train, weighted_batch
@@ -374,3 +374,28 @@ def test_eval_every_evaluates_iteration_zero_every_kth_and_the_last(tiny_world, 
     run_dir = train(config(tiny_world, tmp_path / "run", iterations=3, eval_every=2), False)
     evaluated = [m["iteration"] for m in rows(run_dir) if "test/accuracy" in m]
     assert evaluated == [0, 2, 3]
+
+
+def test_raft_takes_as_many_steps_as_the_whole_batch_gives(tiny_world):
+    # before: ceil(accepted / mini_batch_size) steps, so arms with different acceptance took
+    # different numbers of optimizer steps
+    order = np.arange(10)
+    raft = config(tiny_world, "x", algorithm="raft", mini_batch_size=8)
+    parts = mini_batches(order, raft, steps=5)  # 10 accepted of a 40-sample batch
+    assert [len(p) for p in parts] == [2, 2, 2, 2, 2]
+    assert sorted(i for p in parts for i in p) == list(range(10))
+    assert [len(p) for p in mini_batches(np.arange(23), raft, steps=5)] == [5, 5, 5, 4, 4]
+    assert len(mini_batches(np.arange(3), raft, steps=5)) == 3  # fewer accepted than steps
+    plus = config(tiny_world, "x", algorithm="raft++", mini_batch_size=8)
+    assert [len(p) for p in mini_batches(np.arange(20), plus, steps=3)] == [8, 8, 4]
+
+
+def test_raft_arms_take_the_same_optimizer_steps(tiny_world, tmp_path):
+    # before: uniform [2, 2], GVM [2, 1] here
+    steps = {}
+    for allocation in ("uniform", "gvm"):
+        run = config(tiny_world, tmp_path / allocation, algorithm="raft", allocation=allocation)
+        metrics = rows(train(run, progress=False))[1:]
+        steps[allocation] = [m["train/optimizer_steps"] for m in metrics]
+    # 16 samples per iteration, mini-batches of 8: 2 steps whatever the acceptance
+    assert steps == {"uniform": [2, 2], "gvm": [2, 2]}

@@ -165,7 +165,11 @@ class TrainConfig:
         "transformers' default)",
         default=None,
     )
-    mini_batch_size: int = doc("samples per optimizer step (same for every arm)", default=64)
+    mini_batch_size: int = doc(
+        "samples per optimizer step: ceil(batch / this) steps per epoch for every arm (RAFT "
+        "splits its accepted samples into as many steps)",
+        default=64,
+    )
     micro_batch_size: int = doc("samples per forward/backward (gradient accumulation)", default=16)
     ppo_epochs: int = doc("passes over each iteration's batch", default=1)
 

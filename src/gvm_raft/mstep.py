@@ -1,8 +1,9 @@
 """The M-step: optimizer steps on one iteration's samples with RAFT, RAFT++ or GRPO.
 
 The batch is shuffled and cut into mini-batches of ``mini_batch_size`` samples (one optimizer
-step each, the same for every allocation arm), processed in micro-batches whose losses are
-normalised by the whole mini-batch, so accumulation gives the mini-batch's gradient.
+step each, the same number for every allocation arm; RAFT splits its accepted samples into as
+many), processed in micro-batches whose losses are normalised by the whole mini-batch, so
+accumulation gives the mini-batch's gradient.
 Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0) times the sample's weight (1, or
 its sample_weighting weight); GRPO group-normalised rewards.
 """
@@ -51,6 +52,7 @@ def update_policy(
     of a mini-batch, and its loss is scaled so that the data-parallel average of the processes'
     gradients equals the whole mini-batch's gradient.
     """
+    steps_per_epoch = math.ceil(len(samples) / config.mini_batch_size)
     if config.algorithm == "raft":
         samples = [s for s in samples if s.accepted]
     samples = [s for s in samples if s.sample.token_ids]
@@ -62,9 +64,7 @@ def update_policy(
     grad_norms: list[float] = []
     model.train()
     for _ in range(config.ppo_epochs):
-        order = rng.permutation(len(samples))
-        for start in range(0, len(samples), config.mini_batch_size):
-            chosen = order[start : start + config.mini_batch_size].tolist()
+        for chosen in mini_batches(rng.permutation(len(samples)), config, steps_per_epoch):
             mine = chosen[rank::world]
             lengths = [len(samples[i].sample.token_ids) for i in chosen]
             share = math.ceil(len(chosen) / world)
@@ -95,6 +95,18 @@ def update_policy(
         "grad_norm": float(np.mean(grad_norms)),
         "optimizer_steps": steps,
     }
+
+
+def mini_batches(order: np.ndarray, config: TrainConfig, steps: int) -> list[list[int]]:
+    """One epoch's mini-batches (sample indices, one optimizer step each). RAFT++ and GRPO cut
+    the shuffled batch into mini_batch_size pieces. RAFT trains on the accepted samples only,
+    and splits them into as many nearly equal pieces as the whole batch would give (``steps``,
+    fewer only when fewer samples were accepted), so that an arm's step count does not follow
+    its acceptance rate: every allocation arm takes the same optimizer steps."""
+    if config.algorithm == "raft":
+        return [part.tolist() for part in np.array_split(order, min(steps, len(order)))]
+    size = config.mini_batch_size
+    return [order[start : start + size].tolist() for start in range(0, len(order), size)]
 
 
 @dataclass
