@@ -135,13 +135,33 @@ def test_mean_grad_norm_over_accepted_samples():
     np.testing.assert_allclose(mean_accepted_grad_norm([[1.0, 3.0], [], [5.0]]), [2.0, 0.0, 5.0])
 
 
+def test_a_prior_lets_a_zero_of_k_prompt_get_samples():
+    # k = 4: accepted 2, 1 and 0 with G = 1 and 3 observed; Beta(1, 1) prior: p = 3/6, 2/6, 1/6
+    # and the unobserved G takes the batch median, 2. With alpha = 0 (q = p) the weights
+    # G / sqrt(p) are 1.414, 5.196 and 4.899, so 23 samples split 2.83 / 10.38 / 9.79
+    accepted, sampled, grads = np.array([2, 1, 0]), np.array([4, 4, 4]), np.array([1.0, 3.0, 0])
+    smoothed = RunningPromptStats(prior=(1.0, 1.0)).update([10, 11, 12], accepted, sampled, grads)
+    np.testing.assert_allclose(smoothed.accept_rates, [3 / 6, 2 / 6, 1 / 6])
+    np.testing.assert_allclose(smoothed.grad_norms, [1.0, 3.0, 2.0])
+    sizes = allocate(smoothed.grad_norms, smoothed.accept_rates, 23, "rounding", alpha=0.0)
+    assert sizes.tolist() == [3, 10, 10]  # before: G = 0 gave the third prompt nothing
+    plain = RunningPromptStats().update([10, 11, 12], accepted, sampled, grads)
+    np.testing.assert_allclose(plain.grad_norms, [1.0, 3.0, 0.0])  # the reference's estimates
+    assert allocate(plain.grad_norms, plain.accept_rates, 23, "rounding", alpha=0.0)[2] == 0
+
+
 def test_running_stats_blend_revisited_prompts():
     running = RunningPromptStats(decay=0.75)
     first = running.update([7, 9], np.array([2, 0]), np.array([8, 8]), np.array([4.0, 0.0]))
     np.testing.assert_allclose(first.accept_rates, [0.25, 0.0])
     second = running.update([9, 7], np.array([8, 6]), np.array([8, 8]), np.array([1.0, 8.0]))
     np.testing.assert_allclose(second.accept_rates, [0.25 * 1.0, 0.75 * 0.25 + 0.25 * 0.75])
-    np.testing.assert_allclose(second.grad_norms, [0.25 * 1.0, 0.75 * 4.0 + 0.25 * 8.0])
+    # prompt 9 accepted nothing at first, so its G was not observed: the second visit's G is
+    # its first estimate (before: 0.75 * 0 + 0.25 * 1.0, averaging in a G never measured)
+    np.testing.assert_allclose(second.grad_norms, [1.0, 0.75 * 4.0 + 0.25 * 8.0])
     restored = RunningPromptStats(decay=0.75)
     restored.load_state_dict(json.loads(json.dumps(running.state_dict())))
     np.testing.assert_allclose(restored.estimates([7, 9, 3]).accept_rates, [0.375, 0.25, 0.0])
+    third = running.update([7], np.array([0]), np.array([8]), np.array([0.0]))
+    np.testing.assert_allclose(third.accept_rates, [0.75 * 0.375])
+    np.testing.assert_allclose(third.grad_norms, [5.0])  # nothing accepted: G kept

@@ -132,9 +132,17 @@ class TrainConfig:
     )
     max_filter_rounds: int = doc("refill rounds of dynamic_filtering at most", default=3)
     accept_rate_prior: tuple[float, float] = doc(
-        "Beta(a, b) prior of p_i; (0, 0) = plain ratio", default=(0.0, 0.0)
+        "Beta(a, b) prior of p_i, posterior mean (accepted + a) / (k + a + b); a prompt with 0 "
+        "of k accepted then has p_i > 0 and, G_i being unobserved, its last observed G_i or the "
+        "batch's median G_i, so it can still get samples; (0, 0) = the plain ratio (and G_i = 0, "
+        "the reference)",
+        default=(0.0, 0.0),
     )
-    stats_decay: float = doc("EMA weight of a revisited prompt's old estimate", default=0.0)
+    stats_decay: float = doc(
+        "EMA weight of a revisited prompt's old estimates (G_i blended only when observed, i.e. "
+        "something was accepted)",
+        default=0.0,
+    )
 
     # Algorithm
     algorithm: Literal["raft", "raft++", "grpo"] = doc("M-step loss", default="raft++")

@@ -1,10 +1,16 @@
 """Per-prompt statistics: acceptance-rate and gradient-norm estimates, and their files.
 
 Estimates: p_i = accepted / sampled, or with a Beta(a, b) prior the posterior mean
-(accepted + a) / (sampled + a + b), so that 0 of k does not write a prompt off for good;
-G_i = mean over the prompt's accepted samples of the per-sample gradient norm (0 without any).
-Across iterations, a prompt seen again blends its new estimate into the old one with an
-exponential moving average.
+(accepted + a) / (sampled + a + b); G_i = mean over the prompt's accepted samples of the
+per-sample gradient norm. A visit with no accepted sample does not observe G_i:
+- plain estimates (no prior, no moving average: the reference) take G_i = 0, so such a
+  prompt gets no samples (its p_i is 0 too);
+- with a prior, a prompt whose G_i was never observed takes the median of the observed G_i of
+  the prompts asked about (the batch), so a 0-of-k prompt, whose smoothed p_i is > 0, can
+  still get samples: what the prior is for;
+- with a prior or a moving average, a prompt seen before keeps its last observed G_i.
+Across iterations, a prompt seen again blends its new p_i, and its new G_i when observed, into
+the old ones with an exponential moving average (decay = weight of the old estimate).
 
 Files (the input of ``gvm-raft allocate``): one JSON object per line with ``index`` (the
 prompt's position, 0..m-1, any order), ``grad_norm`` (G_i) and either ``accept_rate`` (p_i) or
@@ -66,7 +72,7 @@ class RunningPromptStats:
             raise ValueError(f"decay must lie in [0, 1); got {decay}")
         accept_rate_estimate(np.zeros(1), np.ones(1), prior)
         self.decay = decay
-        self.prior = prior
+        self.prior = tuple(float(v) for v in prior)
         self.accept_rate: dict[int, float] = {}
         self.grad_norm: dict[int, float] = {}
 
@@ -77,20 +83,34 @@ class RunningPromptStats:
         sampled: np.ndarray,
         grad_norms: np.ndarray,
     ) -> PromptStats:
-        """Blend in one observation per prompt; returns the blended estimates of these prompts."""
+        """Blend in one observation per prompt (G_i only where something was accepted; see the
+        module docstring); returns the estimates of these prompts."""
         rates = accept_rate_estimate(accepted, sampled, self.prior)
-        for pid, rate, norm in zip(prompt_ids, rates, grad_norms, strict=True):
+        plain = self.decay == 0 and not self.smoothed
+        for pid, rate, norm, count in zip(prompt_ids, rates, grad_norms, accepted, strict=True):
             if pid in self.accept_rate:
                 rate = self.decay * self.accept_rate[pid] + (1 - self.decay) * rate
-                norm = self.decay * self.grad_norm[pid] + (1 - self.decay) * norm
-            self.accept_rate[pid], self.grad_norm[pid] = float(rate), float(norm)
+            self.accept_rate[pid] = float(rate)
+            if count > 0:
+                if pid in self.grad_norm:
+                    norm = self.decay * self.grad_norm[pid] + (1 - self.decay) * norm
+                self.grad_norm[pid] = float(norm)
+            elif plain:
+                self.grad_norm[pid] = 0.0
         return self.estimates(prompt_ids)
 
+    @property
+    def smoothed(self) -> bool:
+        return sum(self.prior) > 0
+
     def estimates(self, prompt_ids: list[int]) -> PromptStats:
-        """Current estimates; prompts never seen get p = prior mean (or 0) and G = 0."""
+        """Current estimates; p of a prompt never seen is the prior mean (or 0); G never
+        observed is, with a prior, the median of the observed G of these prompts, else 0."""
         unseen = float(accept_rate_estimate(np.zeros(1), np.zeros(1), self.prior)[0])
+        observed = [self.grad_norm[pid] for pid in prompt_ids if pid in self.grad_norm]
+        fallback = float(np.median(observed)) if self.smoothed and observed else 0.0
         return PromptStats(
-            grad_norms=np.array([self.grad_norm.get(pid, 0.0) for pid in prompt_ids]),
+            grad_norms=np.array([self.grad_norm.get(pid, fallback) for pid in prompt_ids]),
             accept_rates=np.array([self.accept_rate.get(pid, unseen) for pid in prompt_ids]),
         )
 
