@@ -26,8 +26,15 @@ from gvm_raft.estep import ScoredSample
 from gvm_raft.models import ModelLoadError, load_causal_lm
 from gvm_raft.mstep import advantages_for, mini_batches
 from gvm_raft.rollout.base import Sample
+from gvm_raft.run import setup
 from gvm_raft.stats import PromptStats
-from gvm_raft.trainer import prompt_batch, train, weighted_batch
+from gvm_raft.trainer import (
+    prompt_batch,
+    restart_like_the_reference,
+    run_iteration,
+    train,
+    weighted_batch,
+)
 
 REWARD = "parity_reward:even_code_point_sum"
 
@@ -399,3 +406,39 @@ def test_raft_arms_take_the_same_optimizer_steps(tiny_world, tmp_path):
         steps[allocation] = [m["train/optimizer_steps"] for m in metrics]
     # 16 samples per iteration, mini-batches of 8: 2 steps whatever the acceptance
     assert steps == {"uniform": [2, 2], "gvm": [2, 2]}
+
+
+def test_restarting_like_the_reference(tiny_world, tmp_path):
+    """reference_model=iteration_start: the KL reference is the policy at the iteration's
+    start; reset_optimizer_each_iteration: AdamW's moments and the warm-up start afresh."""
+    overrides = dict(
+        reference_model="iteration_start",
+        reset_optimizer_each_iteration=True,
+        warmup_steps=4,
+        beta=0.01,
+    )
+    run = setup(config(tiny_world, tmp_path / "r", **overrides), progress=False)
+    try:
+        initial = {k: v.clone() for k, v in run.ref_model.state_dict().items()}
+        run_iteration(run, 1)
+        assert run.optimizer.state  # AdamW moments after two steps
+        assert run.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 3 / 4)
+        policy = run.policy.state_dict()
+        assert any(not torch.equal(policy[k], initial[k]) for k in initial)  # it trained
+        restart_like_the_reference(run)
+        reference = run.ref_model.state_dict()
+        assert all(torch.equal(reference[k], policy[k]) for k in policy)
+        assert not run.optimizer.state
+        assert run.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 4)  # warm-up again
+    finally:
+        run.backend.close()
+    kept = setup(config(tiny_world, tmp_path / "k", beta=0.01), progress=False)
+    try:
+        before = {k: v.clone() for k, v in kept.ref_model.state_dict().items()}
+        run_iteration(kept, 1)
+        restart_like_the_reference(kept)
+        after = kept.ref_model.state_dict()
+        assert all(torch.equal(after[k], before[k]) for k in before)  # the initial model
+        assert kept.optimizer.state
+    finally:
+        kept.backend.close()

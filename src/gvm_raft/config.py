@@ -151,6 +151,16 @@ class TrainConfig:
     epsilon_high: float = doc("upper clip range of the importance ratio", default=0.2)
     dual_clip: float | None = doc("dual-clip constant c for negative advantages", default=3.0)
     beta: float = doc("KL coefficient to the reference policy (k3 estimator)", default=1e-3)
+    reference_model: Literal["initial", "iteration_start"] = doc(
+        "KL reference: the initial model, or the policy at the start of each EM iteration (the "
+        "reference implementation, which restarts every iteration from its checkpoint)",
+        default="initial",
+    )
+    reset_optimizer_each_iteration: bool = doc(
+        "start AdamW's moments and the learning-rate warm-up afresh every EM iteration, as the "
+        "reference does (one optimizer for the whole run when false)",
+        default=False,
+    )
     singleton_advantage: Literal["reward", "zero"] = doc(
         "GRPO group of one: advantage = reward (reference) or 0", default="reward"
     )
@@ -448,6 +458,9 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], name)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads no / off as false and yes / on as true
+            words = ("yes", "on", "true") if value else ("no", "off", "false")
+            value = next((a for a in args if a in words), value)
         if value not in args:
             raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
         return value

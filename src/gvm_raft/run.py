@@ -77,6 +77,7 @@ class Run:
     tokenizer: PreTrainedTokenizerBase
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    fresh_scheduler_state: dict  # the schedule's start (reset_optimizer_each_iteration)
     backend: RolloutBackend
     reward_fn: RewardFn
     train_rows: list[PromptRow]
@@ -168,6 +169,12 @@ def _setup_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
     )
+    fresh_scheduler_state = scheduler.state_dict()
+    if config.reset_optimizer_each_iteration and uses_deepspeed(accelerator):
+        raise ConfigError(
+            "reset_optimizer_each_iteration is not supported under DeepSpeed (its optimizer "
+            "state is the engine's): use DDP or FSDP, or set it to false"
+        )
     configure_deepspeed(accelerator, config.micro_batch_size, config.max_grad_norm)
     replica = make_replica(accelerator, model)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -189,6 +196,7 @@ def _setup_model(
         tokenizer=tokenizer,
         optimizer=optimizer,
         scheduler=scheduler,
+        fresh_scheduler_state=fresh_scheduler_state,
         backend=backend,
         reward_fn=reward_fn,
         train_rows=train_rows,

@@ -64,6 +64,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 def run_iteration(run: Run, iteration: int) -> dict:
     """One EM iteration on a fresh batch of prompts; returns its metrics row."""
     config, timer = run.config, Timer()
+    restart_like_the_reference(run)
     positions = prompt_batch(
         len(run.train_rows), config.prompts_per_iteration, config.seed, iteration
     )
@@ -138,6 +139,19 @@ def run_iteration(run: Run, iteration: int) -> dict:
         | evaluation
         | timer.laps
     )
+
+
+def restart_like_the_reference(run: Run) -> None:
+    """The reference restarts every EM iteration from that iteration's checkpoint: its KL
+    reference is the policy at the iteration's start and AdamW (with its warm-up) starts
+    afresh. Each behaviour is an option (reference_model, reset_optimizer_each_iteration)."""
+    if run.config.reference_model == "iteration_start" and run.ref_model is not None:
+        run.ref_model.load_state_dict(run.policy.state_dict())
+    if run.config.reset_optimizer_each_iteration:
+        run.optimizer.state.clear()
+        run.scheduler.load_state_dict(run.fresh_scheduler_state)
+        for group, lr in zip(run.optimizer.param_groups, run.scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
 
 
 def measure(
