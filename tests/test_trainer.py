@@ -3,6 +3,7 @@ uniform/GVM contract, reports and trackers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -29,9 +30,12 @@ from gvm_raft.rollout.base import Sample
 from gvm_raft.run import setup
 from gvm_raft.stats import PromptStats
 from gvm_raft.trainer import (
+    old_log_probs_for,
     prompt_batch,
+    render,
     restart_like_the_reference,
     run_iteration,
+    sample,
     train,
     weighted_batch,
 )
@@ -442,3 +446,28 @@ def test_restarting_like_the_reference(tiny_world, tmp_path):
         assert kept.optimizer.state
     finally:
         kept.backend.close()
+
+
+def test_recomputed_old_log_probs_follow_the_training_model(tiny_world, tmp_path):
+    run = setup(config(tiny_world, tmp_path / "o", old_logprobs="recompute"), progress=False)
+    try:
+        rows_ = run.train_rows[:3]
+        groups = sample(run, rows_, [render(run, r) for r in rows_], [2, 2, 2], 1, stage=1)
+        batch = [s for g in groups for s in g]
+        recomputed = old_log_probs_for(run, batch)
+        # fp32 transformers backend: the teacher-forced policy gives the sampler's log-probs
+        for before, after in zip(batch, recomputed, strict=True):
+            assert after.sample.token_ids == before.sample.token_ids
+            np.testing.assert_allclose(after.sample.log_probs, before.sample.log_probs, atol=1e-4)
+        with torch.no_grad():
+            for parameter in run.policy.parameters():
+                parameter.mul_(0.5)
+        moved = old_log_probs_for(run, batch)
+        assert any(
+            not np.allclose(m.sample.log_probs, b.sample.log_probs, atol=1e-3)
+            for m, b in zip(moved, batch, strict=True)
+        )
+        sampler = dataclasses.replace(run.config, old_logprobs="auto")  # auto: hf -> sampler
+        assert old_log_probs_for(dataclasses.replace(run, config=sampler), batch) is batch
+    finally:
+        run.backend.close()

@@ -151,6 +151,12 @@ class TrainConfig:
     epsilon_high: float = doc("upper clip range of the importance ratio", default=0.2)
     dual_clip: float | None = doc("dual-clip constant c for negative advantages", default=3.0)
     beta: float = doc("KL coefficient to the reference policy (k3 estimator)", default=1e-3)
+    old_logprobs: Literal["auto", "sampler", "recompute"] = doc(
+        "pi_old of the clipped losses: the sampler's log-probs, or recomputed by the training "
+        "model (one extra forward, as the reference; under bf16 vLLM the two differ); auto = "
+        "recompute with rollout_backend=vllm, the sampler's otherwise",
+        default="auto",
+    )
     reference_model: Literal["initial", "iteration_start"] = doc(
         "KL reference: the initial model, or the policy at the start of each EM iteration (the "
         "reference implementation, which restarts every iteration from its checkpoint)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gvm_raft.data import PromptRow
 from gvm_raft.gradnorm import ParameterGroup, per_sample_grad_norms
-from gvm_raft.logprobs import collate
+from gvm_raft.logprobs import collate, token_log_probs
 from gvm_raft.rewards import RewardFn
 from gvm_raft.rollout.base import RolloutBackend, Sample, SamplingParams
 from gvm_raft.stats import mean_accepted_grad_norm
@@ -138,3 +138,40 @@ def prompt_statistics(
         for (i, s), value in zip(kept, values.tolist(), strict=True):
             norms[i].append(value / len(s.sample.token_ids) if reduction == "mean" else value)
     return accepted, sampled, mean_accepted_grad_norm(norms)
+
+
+@torch.no_grad()
+def teacher_forced_log_probs(
+    model: torch.nn.Module,
+    samples: Sequence[ScoredSample],
+    pad_id: int,
+    temperature: float,
+    micro_batch_size: int,
+) -> list[list[float]]:
+    """log pi(token) of each sample's response tokens under ``model`` (one forward per
+    micro-batch): pi_old as the reference computes it, with the training model rather than
+    the sampler."""
+    values: list[list[float]] = []
+    for start in range(0, len(samples), micro_batch_size):
+        chunk = samples[start : start + micro_batch_size]
+        batch = collate_samples(chunk, pad_id)
+        device = next(model.parameters()).device
+        log_probs = token_log_probs(
+            model,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            temperature,
+        ).cpu()
+        mask = batch["response_mask"] > 0
+        values.extend(log_probs[row, mask[row]].tolist() for row in range(len(chunk)))
+    return values
+
+
+def with_old_log_probs(
+    samples: Sequence[ScoredSample], log_probs: Sequence[list[float]]
+) -> list[ScoredSample]:
+    """The samples with their rollout log-probs (pi_old of the clipped losses) replaced."""
+    return [
+        replace(s, sample=replace(s.sample, log_probs=values))
+        for s, values in zip(samples, log_probs, strict=True)
+    ]

@@ -29,7 +29,13 @@ from gvm_raft.distributed import (
     run_shared,
     worker_loads,
 )
-from gvm_raft.estep import ScoredSample, prompt_statistics, sample_and_score
+from gvm_raft.estep import (
+    ScoredSample,
+    prompt_statistics,
+    sample_and_score,
+    teacher_forced_log_probs,
+    with_old_log_probs,
+)
 from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
@@ -104,6 +110,7 @@ def run_iteration(run: Run, iteration: int) -> dict:
         groups, refills, filtering = refill_informative_groups(run, positions, groups, iteration)
         stage2 = stage2 + refills
     batch = weighted_batch(config, groups, estimates)
+    batch = old_log_probs_for(run, batch)
     timer.lap("stage2")
 
     rng = np.random.default_rng([config.seed, iteration, 3])
@@ -271,6 +278,29 @@ def refill_informative_groups(
         "filter/kept_groups": min(len(kept), target),
     }
     return kept[:target], refills, metrics
+
+
+def old_log_probs_for(run: Run, batch: list[ScoredSample]) -> list[ScoredSample]:
+    """The batch with pi_old as configured: the sampler's log-probs, or (old_logprobs =
+    recompute, or auto with vLLM) recomputed by the policy, shared across processes."""
+    config = run.config
+    if config.old_logprobs == "sampler" or (
+        config.old_logprobs == "auto" and config.rollout_backend != "vllm"
+    ):
+        return batch
+
+    def work(items: list[int]) -> list[list[float]]:
+        with run.accelerator.autocast():
+            return teacher_forced_log_probs(
+                run.policy,
+                [batch[i] for i in items],
+                run.tokenizer.pad_token_id,
+                config.temperature,
+                config.micro_batch_size,
+            )
+
+    loads = [len(s.sample.token_ids) for s in batch]
+    return with_old_log_probs(batch, run_shared(run.accelerator, loads, work))
 
 
 def weighted_batch(
