@@ -11,11 +11,14 @@ import torch
 from gvm_raft.checkpoint import (
     STATE_FILE,
     latest_checkpoint,
+    load_scheduler,
+    read_optimizer_state,
     remove_staging,
     save_checkpoint,
 )
 from gvm_raft.config import ConfigError
 from gvm_raft.fileio import LogFileError, read_jsonl
+from gvm_raft.models import ModelLoadError, load_causal_lm
 
 
 class Saves:
@@ -93,3 +96,27 @@ def test_a_torn_log_line_is_named_or_dropped_at_the_tail(tmp_path):
     with pytest.raises(LogFileError, match=r"metrics.jsonl:2: not a JSON line"):
         read_jsonl(path, drop_torn_tail=True)  # only the last line may be torn
     assert read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "scheduler.pt"])
+def test_a_damaged_checkpoint_file_is_refused_by_name(tmp_path, name):
+    # before: torch's unpickling traceback, which even suggested weights_only=False
+    checkpoint = save(tmp_path, 1)
+    torch.save({}, checkpoint / "optimizer.pt")
+    (checkpoint / name).write_bytes(b"\x80\x02garbage")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), lambda step: 1.0
+    )
+    with pytest.raises(ConfigError, match=f"{name} is damaged .*resume from an earlier"):
+        if name == "optimizer.pt":
+            read_optimizer_state(checkpoint)
+        else:
+            load_scheduler(checkpoint, scheduler)
+
+
+def test_damaged_weights_name_the_checkpoint(tmp_path, tiny_model, char_tokenizer):
+    model_dir = tmp_path / "iteration-000001" / "model"
+    tiny_model.save_pretrained(model_dir)
+    (model_dir / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(ModelLoadError, match=r"checkpoint=.*iteration-000001/model: cannot load"):
+        load_causal_lm(model_dir, "checkpoint")

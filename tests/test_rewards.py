@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from gvm_raft.rewards import load_reward
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.rewards.boxed import last_boxed
 
@@ -56,3 +59,19 @@ def test_arithmetic_reward(completion, answer, reward):
 )
 def test_hostile_outputs_give_a_reward_without_crashing(text, reward):
     assert arithmetic_reward(text, "1") == reward
+
+
+def test_a_custom_reward_file_in_the_working_directory_loads(tmp_path, monkeypatch):
+    # before: importable only with PYTHONPATH=. (the console script's path is its own folder)
+    (tmp_path / "my_reward_module.py").write_text(
+        "def length(prompts, completions, **columns):\n"
+        "    return [float(len(c)) for c in completions]\n"
+        "NOT_A_FUNCTION = 3\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert load_reward("my_reward_module:length")(["p"], ["abc"]) == [3.0]
+    with pytest.raises(ValueError, match="NOT_A_FUNCTION' is a int, not a function"):
+        load_reward("my_reward_module:NOT_A_FUNCTION")
+    with pytest.raises(ValueError, match=r"a \.py file in the working directory"):
+        load_reward("no_such_reward_module:fn")

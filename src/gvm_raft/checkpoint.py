@@ -12,6 +12,7 @@ state in ``checkpoints/deepspeed-000003/``, written by every process before the 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -110,7 +111,20 @@ def load_state(checkpoint: Path) -> dict:
 
 
 def load_scheduler(checkpoint: Path, scheduler: Any) -> None:
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+    scheduler.load_state_dict(_load_tensors(checkpoint / "scheduler.pt"))
+
+
+def _load_tensors(path: Path) -> Any:
+    """torch.load of a checkpoint file (weights only), refusing a damaged file by name."""
+    try:
+        return _load_tensors(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: the checkpoint is incomplete") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise ConfigError(
+            f"{path} is damaged ({type(err).__name__}); resume from an earlier checkpoint "
+            f"(write its name into {path.parent.parent / 'latest'}) or start the run over"
+        ) from None
 
 
 def read_optimizer_state(checkpoint: Path) -> dict:
@@ -121,4 +135,4 @@ def read_optimizer_state(checkpoint: Path) -> dict:
             f"{checkpoint} has no optimizer.pt: it was written under DeepSpeed, whose optimizer "
             "state only DeepSpeed reads; resume it under the same DeepSpeed config"
         )
-    return torch.load(path, weights_only=True)
+    return _load_tensors(path)

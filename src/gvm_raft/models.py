@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -56,7 +57,7 @@ def load_causal_lm(
     kernel = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kernel)
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, SafetensorError) as err:
         if attn_implementation is not None and attn_implementation in str(err):
             raise ModelLoadError(
                 f"attn_implementation={attn_implementation}: {err}; choose another kernel or "

@@ -150,7 +150,8 @@ def _setup_model(
     tokenizer = load_tokenizer(config.model_name_or_path)
     kernel = config.attn_implementation
     with loading_whole_models(accelerator):
-        model = load_causal_lm(source, attn_implementation=kernel)
+        setting = "checkpoint" if checkpoint else "model_name_or_path"
+        model = load_causal_lm(source, setting, attn_implementation=kernel)
         ref_model = None
         if config.algorithm != "raft" and config.beta > 0:
             ref_model = (

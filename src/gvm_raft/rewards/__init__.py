@@ -2,12 +2,16 @@
 
 Dataset columns arrive as keyword lists; the reference answer is the ``answer`` keyword.
 Built in: "arithmetic" (exact integer in the last box) and "math" (math-verify in time-limited
-worker processes). Any other name is "module:function".
+worker processes). Any other name is "module:function", imported like Python code (the
+working directory is on the path): a config can run code through this setting, so run only
+configs you trust.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 from gvm_raft.rewards.arithmetic import arithmetic_reward
@@ -32,10 +36,18 @@ def load_reward(name: str) -> RewardFn:
     module, sep, attribute = name.partition(":")
     if not sep:
         raise ValueError(f"reward must be 'arithmetic', 'math' or 'module:function'; got {name!r}")
+    if os.getcwd() not in sys.path:  # a reward file in the working directory, as python -m
+        sys.path.insert(0, os.getcwd())
     try:
-        return getattr(importlib.import_module(module), attribute)
+        fn = getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"reward {name!r} cannot be loaded: {err}") from None
+        raise ValueError(
+            f"reward {name!r} cannot be loaded: {err} (the module must be importable: on "
+            "PYTHONPATH, installed, or a .py file in the working directory)"
+        ) from None
+    if not callable(fn):
+        raise ValueError(f"reward {name!r} is a {type(fn).__name__}, not a function")
+    return fn
 
 
 def close_reward(fn: RewardFn) -> None:
