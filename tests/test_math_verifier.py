@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gvm_raft.rewards.math import MathVerifier
-from gvm_raft.rewards.pool import TimeLimitedPool
+from gvm_raft.rewards.pool import TimeLimitedPool, VerifierError
 
 
 def sleep_then_echo(seconds: float, value: float) -> float:
@@ -83,3 +83,60 @@ def test_crashed_workers_are_replaced():
     with TimeLimitedPool(crash, workers=1, timeout=5.0, fallback=-1.0) as pool:
         assert pool.map([(3,), (4,)]) == [-1.0, -1.0]
         assert pool.restarts == 2
+
+
+def slow_start() -> None:
+    time.sleep(2.0)
+
+
+def broken_start() -> None:
+    import no_such_verifier_module  # noqa: F401
+
+
+def needs_a_missing_module(value: float) -> float:
+    import no_such_verifier_module  # noqa: F401
+
+    return value
+
+
+def fail_on_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("hostile input")
+    return value
+
+
+def test_the_time_limit_excludes_the_workers_start_up():
+    # before: the limit ran from when the task was sent, start-up included, so a worker slower
+    # to start than the limit was killed again and again and every check scored the fallback
+    with TimeLimitedPool(
+        sleep_then_echo, workers=2, timeout=0.5, fallback=-1.0, warm=slow_start
+    ) as pool:
+        assert pool.map([(0.0, 1.0), (0.0, 2.0), (0.0, 3.0)]) == [1.0, 2.0, 3.0]
+        assert pool.counts["timeouts"] == 0 and pool.restarts == 0
+
+
+def test_a_verifier_that_cannot_run_fails_loudly():
+    # before: an ImportError inside the worker scored every sample 0
+    with pytest.raises(VerifierError, match="warm-up failed: ModuleNotFoundError"):
+        TimeLimitedPool(sleep_then_echo, workers=1, warm=broken_start)
+    with (
+        TimeLimitedPool(needs_a_missing_module, workers=1) as pool,
+        pytest.raises(VerifierError, match="cannot run: ModuleNotFoundError"),
+    ):
+        pool.map([(1.0,)])
+
+
+def test_timeouts_errors_and_restarts_are_counted():
+    with TimeLimitedPool(fail_on_negative, workers=1, timeout=5.0, fallback=0.0) as pool:
+        assert pool.map([(1.0,), (-1.0,), (2.0,)]) == [1.0, 0.0, 2.0]
+        assert dict(pool.counts) == {"checks": 3, "errors": 1}
+    with TimeLimitedPool(sleep_then_echo, workers=1, timeout=0.3, fallback=-1.0) as pool:
+        assert pool.map([(5.0, 1.0), (0.0, 2.0)]) == [-1.0, 2.0]
+        assert pool.counts["timeouts"] == 1 and pool.restarts == 1
+
+
+def test_the_math_verifier_warns_when_many_checks_fail():
+    with MathVerifier(workers=1, timeout=1e-6) as tight:
+        with pytest.warns(UserWarning, match="1 of 1 checks timed out or failed"):
+            assert tight(["p"], ["\\boxed{3}"], ["3"]) == [0.0]
+        assert tight.counts == {"checks": 1, "timeouts": 1, "errors": 0, "restarts": 1}

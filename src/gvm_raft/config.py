@@ -64,6 +64,10 @@ class TrainConfig:
     )
     reward: str = doc("'arithmetic', 'math', or 'module:function' (TRL-style)", default="math")
     accept_threshold: float = doc("a sample is accepted when its reward >= this", default=1.0)
+    reward_timeout: float = doc(
+        "seconds per math-verify check (reward=math), the workers' start-up excluded",
+        default=5.0,
+    )
 
     # Sampling
     prompts_per_iteration: int = doc("prompts drawn per iteration (m)", default=64)
@@ -330,7 +334,7 @@ RANGES: dict[str, tuple[float, bool, float, bool]] = {
         ],
         (0, True, INF, False),
     ),
-    **dict.fromkeys(["temperature", "max_grad_norm"], (0, False, INF, False)),
+    **dict.fromkeys(["temperature", "max_grad_norm", "reward_timeout"], (0, False, INF, False)),
     **dict.fromkeys(["accept_threshold", "gvm_beta"], (-INF, False, INF, False)),
     "dual_clip": (1, False, INF, False),
     "max_accept_rate": (0, True, 1, True),
@@ -409,6 +413,7 @@ RESUMABLE_CHANGES = frozenset(
         "eval_greedy",
         "eval_max_prompts",
         "eval_every",
+        "reward_timeout",
     }
 )
 

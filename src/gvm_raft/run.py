@@ -106,7 +106,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     check_engine_available()
     check_backend_available(config)
     train_rows, test_rows = load_datasets(config)
-    reward_fn = load_reward(config.reward)
+    reward_fn = load_reward(config.reward, config.reward_timeout)
     try:
         return _setup_model(config, progress, run_dir, train_rows, test_rows, reward_fn)
     except BaseException:

@@ -366,6 +366,8 @@ def sample_metrics(run: Run, stage1: list, stage2: list, groups: list) -> dict[s
         out[f"{name}/accept_rate"] = float(np.mean([s.accepted for s in flat])) if flat else 0.0
         run.totals[f"samples/{name}"] += out[f"samples/{name}"]
         run.totals[f"tokens/{name}"] += out[f"tokens/{name}"]
+    checks = getattr(run.reward_fn, "counts", {})  # a verifier's checks so far (reward=math)
+    out |= {f"reward/{key}": value for key, value in checks.items()}
     flat = [s for g in groups for s in g]
     rewards = [s.reward for s in flat]
     zero_std = [len(g) > 0 and len({s.reward for s in g}) == 1 for g in groups]

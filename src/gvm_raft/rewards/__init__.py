@@ -25,14 +25,15 @@ def arithmetic_reward_fn(
     return [arithmetic_reward(c, a) for c, a in zip(completions, answer, strict=True)]
 
 
-def load_reward(name: str) -> RewardFn:
-    """The reward function called ``name``; close it with ``close_reward`` when done."""
+def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
+    """The reward function called ``name``; close it with ``close_reward`` when done.
+    timeout: seconds per math-verify check (reward "math")."""
     if name == "arithmetic":
         return arithmetic_reward_fn
     if name == "math":
         from gvm_raft.rewards.math import MathVerifier
 
-        return MathVerifier()
+        return MathVerifier(timeout=timeout)
     module, sep, attribute = name.partition(":")
     if not sep:
         raise ValueError(f"reward must be 'arithmetic', 'math' or 'module:function'; got {name!r}")

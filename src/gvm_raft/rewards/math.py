@@ -7,6 +7,7 @@ output never reach the workers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -15,6 +16,7 @@ from gvm_raft.rewards.pool import TimeLimitedPool
 
 MAX_ANSWER_CHARS = 2_000
 UNBOXED_TAIL_CHARS = 500
+WARN_FRACTION = 0.05  # timeouts + failed checks in one call above this fraction: warn
 
 
 def answers_match(prediction: str, reference: str, boxed: bool = True) -> float:
@@ -30,6 +32,13 @@ def answers_match(prediction: str, reference: str, boxed: bool = True) -> float:
     return 1.0 if gold and guess and verify(gold, guess) else 0.0
 
 
+def warm_up() -> None:
+    """A worker's start-up, outside the per-check time limit: import math-verify and sympy and
+    run one check, so that a broken install fails here, loudly."""
+    if answers_match("2", "2") != 1.0:
+        raise RuntimeError("math-verify does not verify 2 = 2")
+
+
 @lru_cache(maxsize=4096)
 def _parse_reference(reference: str) -> list:
     from math_verify import parse
@@ -42,6 +51,9 @@ class MathVerifier:
 
     correct / wrong: rewards for a verified and for any other answer. require_boxed: with
     False, a completion without a box is judged on its last ``UNBOXED_TAIL_CHARS`` characters.
+    timeout: seconds per check, the workers' start-up excluded. ``counts``: checks, timeouts,
+    errors and worker restarts so far; a call where timeouts and errors pass WARN_FRACTION of
+    its checks warns, since its rewards may be wrong.
     """
 
     def __init__(
@@ -53,7 +65,12 @@ class MathVerifier:
         require_boxed: bool = True,
     ) -> None:
         self.correct, self.wrong, self.require_boxed = correct, wrong, require_boxed
-        self.pool = TimeLimitedPool(answers_match, workers=workers, timeout=timeout)
+        self.pool = TimeLimitedPool(answers_match, workers=workers, timeout=timeout, warm=warm_up)
+        self.timeout = timeout
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {key: self.pool.counts[key] for key in ("checks", "timeouts", "errors", "restarts")}
 
     def __call__(
         self,
@@ -73,9 +90,18 @@ class MathVerifier:
             else:
                 continue
             owners.append(i)
+        before = self.counts
         rewards = [self.wrong] * len(completions)
         for i, verified in zip(owners, self.pool.map(tasks), strict=True):
             rewards[i] = self.correct if verified == 1.0 else self.wrong
+        failed = sum(self.counts[k] - before[k] for k in ("timeouts", "errors"))
+        if tasks and failed > WARN_FRACTION * len(tasks):
+            warnings.warn(
+                f"math reward: {failed} of {len(tasks)} checks timed out or failed and scored "
+                f"{self.wrong}: rewards may be wrong; if the machine is loaded, raise "
+                f"reward_timeout (now {self.timeout:g} s per check)",
+                stacklevel=2,
+            )
         return rewards
 
     def close(self) -> None:

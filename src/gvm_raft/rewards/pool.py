@@ -4,13 +4,19 @@ math-verify's own timeouts use SIGALRM, which fails off the main thread and repl
 handlers; a check can also hang in sympy or exhaust memory. Here every check runs in a worker
 process; a worker that exceeds the limit (or dies) is killed and replaced, and the check gets
 the fallback value. The caller's process is never at risk.
+
+The limit times the check alone: a worker first runs ``warm`` (imports, caches; bounded by
+``startup_timeout``) and says it is ready, and only then gets tasks. A check that raises scores
+the fallback and is counted as an error; a worker that cannot work at all (its warm-up fails,
+or a check raises ImportError) raises ``VerifierError`` in the caller instead of scoring every
+sample as the fallback. ``counts`` holds the checks, timeouts, errors and restarts so far.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -18,27 +24,52 @@ from typing import Any
 Check = Callable[..., float]
 
 
-def _serve(check: Check, conn: Connection, fallback: float) -> None:
+class VerifierError(RuntimeError):
+    """The checks cannot run at all (a failed import or warm-up, a worker that never starts)."""
+
+
+def _serve(check: Check, warm: Callable[[], Any] | None, conn: Connection) -> None:
+    try:
+        if warm is not None:
+            warm()
+    except Exception as err:
+        conn.send(("fatal", f"warm-up failed: {type(err).__name__}: {err}"))
+        return
+    conn.send(("ready", None))
     while True:
         try:
             args = conn.recv()
         except EOFError:
             return
         try:
-            result = float(check(*args))
-        except Exception:  # a check that fails on hostile input scores as the fallback
-            result = fallback
-        conn.send(result)
+            conn.send(("ok", float(check(*args))))
+        except ImportError as err:
+            conn.send(("fatal", f"{type(err).__name__}: {err}"))
+        except Exception as err:  # a check that fails on hostile input scores the fallback
+            conn.send(("error", f"{type(err).__name__}: {err}"[:300]))
 
 
 class _Worker:
-    def __init__(self, context: Any, check: Check, fallback: float) -> None:
+    def __init__(self, context: Any, check: Check, warm: Callable[[], Any] | None) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(check, child, fallback), daemon=True)
+        self.process = context.Process(target=_serve, args=(check, warm, child), daemon=True)
         self.process.start()
         child.close()
         self.task: int | None = None
         self.deadline = 0.0
+
+    def await_ready(self, timeout: float) -> None:
+        if not self.conn.poll(timeout):
+            self.stop()
+            raise VerifierError(f"a verifier worker did not start within {timeout:g} s")
+        try:
+            kind, message = self.conn.recv()
+        except (EOFError, OSError):
+            self.stop()
+            raise VerifierError("a verifier worker died while starting") from None
+        if kind != "ready":
+            self.stop()
+            raise VerifierError(f"the verifier cannot run: {message}")
 
     def stop(self) -> None:
         self.process.kill()
@@ -49,22 +80,45 @@ class _Worker:
 class TimeLimitedPool:
     """``pool.map(args_list)`` -> [check(*args) or fallback] with at most ``timeout`` s per check.
 
-    check must be a picklable top-level function. Use as a context manager or call close().
+    check (and warm) must be picklable top-level functions. Use as a context manager or call
+    close().
     """
 
     def __init__(
-        self, check: Check, workers: int = 2, timeout: float = 5.0, fallback: float = 0.0
+        self,
+        check: Check,
+        workers: int = 2,
+        timeout: float = 5.0,
+        fallback: float = 0.0,
+        warm: Callable[[], Any] | None = None,
+        startup_timeout: float = 300.0,
     ) -> None:
-        if workers < 1 or timeout <= 0:
-            raise ValueError(f"need workers >= 1 and timeout > 0; got {workers}, {timeout}")
-        self.check, self.timeout, self.fallback = check, timeout, fallback
+        if workers < 1 or timeout <= 0 or startup_timeout <= 0:
+            raise ValueError(
+                f"need workers >= 1, timeout > 0 and startup_timeout > 0; got {workers}, "
+                f"{timeout}, {startup_timeout}"
+            )
+        self.check, self.warm, self.fallback = check, warm, fallback
+        self.timeout, self.startup_timeout = timeout, startup_timeout
         self._context = multiprocessing.get_context("spawn")
-        self._workers = [_Worker(self._context, check, fallback) for _ in range(workers)]
-        self.restarts = 0
+        self._workers: list[_Worker] = []
+        self.counts: Counter[str] = Counter()
+        try:
+            self._workers = [_Worker(self._context, check, warm) for _ in range(workers)]
+            for worker in self._workers:  # started together, awaited in turn
+                worker.await_ready(startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def restarts(self) -> int:
+        return self.counts["restarts"]
 
     def map(self, tasks: Sequence[tuple]) -> list[float]:
         results = [self.fallback] * len(tasks)
         queue = deque(range(len(tasks)))
+        self.counts["checks"] += len(tasks)
         while queue or any(w.task is not None for w in self._workers):
             for worker in self._workers:
                 if worker.task is None and queue:
@@ -82,20 +136,30 @@ class TimeLimitedPool:
             for worker in busy:
                 if worker.conn in ready:
                     try:
-                        results[worker.task] = worker.conn.recv()
-                        worker.task = None
+                        kind, value = worker.conn.recv()
                     except (EOFError, OSError):
                         self._replace(worker)
+                        continue
+                    if kind == "fatal":
+                        raise VerifierError(f"the verifier cannot run: {value}")
+                    if kind == "ok":
+                        results[worker.task] = value
+                    else:
+                        self.counts["errors"] += 1
+                    worker.task = None
                 elif time.monotonic() >= worker.deadline:
+                    self.counts["timeouts"] += 1
                     self._replace(worker)
         return results
 
     def _replace(self, worker: _Worker) -> None:
-        """Kill a hung or dead worker; its task keeps the fallback value."""
+        """Kill a hung or dead worker (its task keeps the fallback value) and start a ready
+        one in its place."""
         index = self._workers.index(worker)
         worker.stop()
-        self._workers[index] = _Worker(self._context, self.check, self.fallback)
-        self.restarts += 1
+        self.counts["restarts"] += 1
+        self._workers[index] = _Worker(self._context, self.check, self.warm)
+        self._workers[index].await_ready(self.startup_timeout)
 
     def close(self) -> None:
         for worker in self._workers:
