@@ -102,7 +102,8 @@ def test_a_torn_log_line_is_named_or_dropped_at_the_tail(tmp_path):
 def test_a_damaged_checkpoint_file_is_refused_by_name(tmp_path, name):
     # before: torch's unpickling traceback, which even suggested weights_only=False
     checkpoint = save(tmp_path, 1)
-    torch.save({}, checkpoint / "optimizer.pt")
+    torch.save({"state": {}}, checkpoint / "optimizer.pt")
+    assert read_optimizer_state(checkpoint) == {"state": {}}  # an intact file loads
     (checkpoint / name).write_bytes(b"\x80\x02garbage")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), lambda step: 1.0

@@ -163,6 +163,53 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_world, tmp_path):
     ]
 
 
+def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_metrics(tiny_world, tmp_path):
+    """Fault injection: SIGKILL at random moments (sampling, update, evaluation, checkpoint
+    write, log append), resume, repeat until the run completes; the metrics and allocations
+    equal the uninterrupted run's and no staging directory is left behind."""
+    settings = dict(iterations=8, keep_checkpoints=2)
+    full_dir = train(config(tiny_world, tmp_path / "full", **settings), progress=False)
+    killed = tmp_path / "killed"
+    config_file = tmp_path / "killed.yaml"
+    save_config(config(tiny_world, killed, resume=True, **settings), config_file)
+    rng = np.random.default_rng(0)
+    kills = 0
+    metrics = killed / "metrics.jsonl"
+
+    def stamp() -> int | None:
+        return metrics.stat().st_mtime_ns if metrics.exists() else None
+
+    for _ in range(40):
+        before = stamp()
+        log = (tmp_path / "stderr.txt").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gvm_raft.cli", "train", str(config_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=child_env(),
+        )
+        deadline = time.monotonic() + 300
+        while stamp() == before and process.poll() is None:  # until this process has resumed
+            assert time.monotonic() < deadline, "the run wrote no metrics within 300 s"
+            time.sleep(0.01)
+        try:
+            process.wait(timeout=float(rng.uniform(0.0, 0.8)))  # training is under way
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            kills += 1
+            continue
+        assert process.returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+        break
+    else:
+        pytest.fail("the run did not complete within 40 starts")
+    assert kills >= 2
+    assert rows(killed) == rows(full_dir)
+    allocations = [(d / "allocations.jsonl").read_text() for d in (full_dir, killed)]
+    assert allocations[0] == allocations[1]
+    assert not list((killed / "checkpoints").glob(".*"))
+
+
 def test_report_overlays_runs(tiny_world, tmp_path, capsys):
     runs = [
         train(config(tiny_world, tmp_path / name, iterations=1, allocation=name), progress=False)

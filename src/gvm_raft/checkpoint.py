@@ -117,7 +117,7 @@ def load_scheduler(checkpoint: Path, scheduler: Any) -> None:
 def _load_tensors(path: Path) -> Any:
     """torch.load of a checkpoint file (weights only), refusing a damaged file by name."""
     try:
-        return _load_tensors(path)
+        return torch.load(path, weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"{path} is missing: the checkpoint is incomplete") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
