@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -121,3 +122,21 @@ def test_damaged_weights_name_the_checkpoint(tmp_path, tiny_model, char_tokenize
     (model_dir / "model.safetensors").write_bytes(b"not safetensors at all")
     with pytest.raises(ModelLoadError, match=r"checkpoint=.*iteration-000001/model: cannot load"):
         load_causal_lm(model_dir, "checkpoint")
+
+
+def test_a_full_disk_while_saving_loses_nothing(tmp_path):
+    save(tmp_path, 1)
+
+    class DiskFull(Saves):
+        def save_pretrained(self, directory: Path, **_: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), lambda step: 1.0
+    )
+    with pytest.raises(OSError, match=r"checkpoint iteration-000002 failed .*No space left") as err:
+        save_checkpoint(tmp_path, 2, DiskFull(), Saves(), {}, scheduler, {})
+    assert err.value.errno == errno.ENOSPC
+    assert "previous checkpoint is intact" in str(err.value)
+    assert names(tmp_path) == ["iteration-000001", "latest"]  # no staging left, latest kept
+    assert latest_checkpoint(tmp_path).name == "iteration-000001"

@@ -39,13 +39,20 @@ def save_checkpoint(
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iteration-{iteration:06d}"
-    with building_dir(final) as staging:
-        model.save_pretrained(staging / "model", safe_serialization=True)
-        tokenizer.save_pretrained(staging / "model")
-        if optimizer_state is not None:
-            torch.save(optimizer_state, staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
+    try:
+        with building_dir(final) as staging:
+            model.save_pretrained(staging / "model", safe_serialization=True)
+            tokenizer.save_pretrained(staging / "model")
+            if optimizer_state is not None:
+                torch.save(optimizer_state, staging / "optimizer.pt")
+            torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+            atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
+    except OSError as err:  # a full disk, most often: say what, and that nothing is lost
+        raise OSError(
+            err.errno,
+            f"writing checkpoint {final.name} failed ({err.strerror or err}); the previous "
+            f"checkpoint is intact: free space in {root} and resume with resume=true",
+        ) from err
     atomic_write_text(root / "latest", final.name + "\n")
     _prune(root, iteration, keep)
     return final
