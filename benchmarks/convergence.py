@@ -31,7 +31,12 @@ from gvm_raft.convergence import (
     write_sweep,
 )
 from gvm_raft.demo import bundled_config
-from gvm_raft.tasks.demo_world import DemoWorldConfig, format_world_report, prepare_demo_world
+from gvm_raft.tasks.demo_world import (
+    DemoWorldConfig,
+    format_world_report,
+    prepare_demo_world,
+    world_overrides,
+)
 
 BENCH_WORLD = DemoWorldConfig()
 MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
@@ -77,11 +82,7 @@ def main() -> None:
     report = prepare_demo_world(args.world, BENCH_WORLD)
     print(format_world_report(report, str(args.world)), flush=True)
     base = bundled_config("convergence.yaml")
-    world = [
-        f"model_name_or_path={args.world / 'model'}",
-        f"train_file={args.world / 'data' / 'train.jsonl'}",
-        f"test_file={args.world / 'data' / 'test.jsonl'}",
-    ]
+    world = world_overrides(args.world)
     config = load_config(base, [*world, *args.overrides])
     if config.eval_every != 1:
         parser.error("eval_every must be 1: the speed-ups compare accuracy at every iteration")

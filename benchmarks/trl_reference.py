@@ -38,7 +38,7 @@ from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.run import METRICS_FILE
 from gvm_raft.tasks.arithmetic import format_prompt
-from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world
+from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world, world_overrides
 from gvm_raft.trainer import EVAL_SEED_OFFSET
 
 
@@ -148,9 +148,7 @@ def main() -> None:
     print(format_world_report(report, str(args.world)), flush=True)
     base = bundled_config("demo.yaml")
     overrides = [
-        f"model_name_or_path={args.world / 'model'}",
-        f"train_file={args.world / 'data' / 'train.jsonl'}",
-        f"test_file={args.world / 'data' / 'test.jsonl'}",
+        *world_overrides(args.world),
         "algorithm=grpo",
         "allocation=uniform",
         *args.overrides,

@@ -300,6 +300,19 @@ def _speedup_text(
     return head + _interval(interval) + f" ({reached}/{len(per_seed)} seeds reach)"
 
 
+def _speedup_cells(row: dict[str, Any]) -> list[str]:
+    """Step- then compute-matched speed-ups to uniform's best and to halfway."""
+    return [
+        _speedup_text(
+            row[f"speedup_{kind}_{name}"],
+            row[f"speedup_{kind}_{name}_interval"],
+            row[f"speedup_{kind}_{name}_seeds"],
+        )
+        for kind in ("steps", "tokens")
+        for name in ("best", "half")
+    ]
+
+
 def _paired_differences(differences: np.ndarray) -> str:
     return " ".join(f"{d:+.3f}" for d in differences)
 
@@ -330,15 +343,7 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
             _spread(row["auc"]),
             f"{difference.mean():+.3f}" + _interval(row["auc_diff_interval"], 3),
             _paired_differences(difference),
-            *[
-                _speedup_text(
-                    row[f"speedup_{kind}_{name}"],
-                    row[f"speedup_{kind}_{name}_interval"],
-                    row[f"speedup_{kind}_{name}_seeds"],
-                )
-                for kind in ("steps", "tokens")
-                for name in ("best", "half")
-            ],
+            *_speedup_cells(row),
             f"{row['optimizer_steps']:.0f}",
             f"{row['variance_ratio']:.2f}",
             f"{row['eval_se']:.3f}",
@@ -414,15 +419,7 @@ def write_sweep(
             arms = {k: v for k, v in results.items() if k in (label, baseline)}
             row = next(r for r in summarise(arms, baseline)[1:] if r["arm"] == label)
             difference = row["auc_diff_seeds"]
-            cells = [
-                _speedup_text(
-                    row[f"speedup_{kind}_{name}"],
-                    row[f"speedup_{kind}_{name}_interval"],
-                    row[f"speedup_{kind}_{name}_seeds"],
-                )
-                for kind in ("steps", "tokens")
-                for name in ("best", "half")
-            ]
+            cells = _speedup_cells(row)
             lines.append(
                 f"| {value} | {algorithm} | {difference.mean():+.3f}"
                 + _interval(row["auc_diff_interval"], 3)

@@ -162,6 +162,16 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     return report
 
 
+def world_overrides(out_dir: str | Path) -> list[str]:
+    """The config overrides that point a run at a world: its model and train/test files."""
+    world = Path(out_dir)
+    return [
+        f"model_name_or_path={world / 'model'}",
+        f"train_file={world / 'data' / 'train.jsonl'}",
+        f"test_file={world / 'data' / 'test.jsonl'}",
+    ]
+
+
 def _correct_counts(
     rollout: HFRollout, rows: list[dict], k: int, params: SamplingParams, seed: int
 ) -> np.ndarray:
