@@ -96,6 +96,9 @@ def test_a_torn_log_line_is_named_or_dropped_at_the_tail(tmp_path):
     path.write_text('{"iteration": 0}\n{"iter\n{"iteration": 2}\n')
     with pytest.raises(LogFileError, match=r"metrics.jsonl:2: not a JSON line"):
         read_jsonl(path, drop_torn_tail=True)  # only the last line may be torn
+    path.write_text('{"iteration": 0}\n[1, 2]\n')
+    with pytest.raises(LogFileError, match=r"metrics.jsonl:2: a line must hold a JSON object"):
+        read_jsonl(path)
     assert read_jsonl(tmp_path / "missing.jsonl") == []
 
 

@@ -163,6 +163,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_world, tmp_path):
     ]
 
 
+@pytest.mark.slow  # about 100 s of process starts; test_killed_run_resumes covers the path
 def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_metrics(tiny_world, tmp_path):
     """Fault injection: SIGKILL at random moments (sampling, update, evaluation, checkpoint
     write, log append), resume, repeat until the run completes; the metrics and allocations

@@ -10,7 +10,6 @@ are skipped with a count and a warning.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from gvm_raft.fileio import LogFileError, read_jsonl
 from gvm_raft.rewards.boxed import last_boxed
 
 
@@ -51,7 +51,7 @@ def load_prompts(
             raise ValueError(
                 f"dataset {source}: use .jsonl, .json, .parquet or a saved dataset dir"
             )
-        if not source.read_bytes().strip():
+        if _blank(source):
             raise ValueError(f"dataset {source} is empty: it holds no rows")
         try:
             dataset = datasets.load_dataset(kind, data_files=str(source), split="train")
@@ -83,19 +83,22 @@ def load_prompts(
     return rows
 
 
+def _blank(source: Path, chunk: int = 1 << 16) -> bool:
+    """Whether a file holds only whitespace, reading no further than its first other byte."""
+    with source.open("rb") as handle:
+        while block := handle.read(chunk):
+            if block.strip():
+                return False
+    return True
+
+
 def _unreadable(source: Path, err: Exception) -> str:
     """Why a dataset file could not be read, with the first bad line of a JSON lines file."""
     if source.suffix.lower() == ".jsonl":
-        with source.open(encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as bad:
-                    return f"dataset {source}:{number}: not a JSON line ({bad.msg})"
-                if not isinstance(row, dict):
-                    return f"dataset {source}:{number}: a line must hold a JSON object"
+        try:
+            read_jsonl(source)
+        except LogFileError as bad:
+            return f"dataset {bad}"
     return f"dataset {source} cannot be read: {err}"
 
 

@@ -152,10 +152,10 @@ def teacher_forced_log_probs(
     micro-batch): pi_old as the reference computes it, with the training model rather than
     the sampler."""
     values: list[list[float]] = []
+    device = next(model.parameters()).device
     for start in range(0, len(samples), micro_batch_size):
         chunk = samples[start : start + micro_batch_size]
         batch = collate_samples(chunk, pad_id)
-        device = next(model.parameters()).device
         log_probs = token_log_probs(
             model,
             batch["input_ids"].to(device),

@@ -47,12 +47,15 @@ def read_jsonl(path: str | os.PathLike[str], drop_torn_tail: bool = False) -> li
     rows = []
     for position, (number, line) in enumerate(lines):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as err:
             if drop_torn_tail and position == len(lines) - 1:
                 warnings.warn(f"{source}:{number}: dropping a torn last line", stacklevel=2)
                 break
             raise LogFileError(f"{source}:{number}: not a JSON line ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise LogFileError(f"{source}:{number}: a line must hold a JSON object")
+        rows.append(row)
     return rows
 
 

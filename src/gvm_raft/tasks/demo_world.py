@@ -119,8 +119,9 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     rollout = HFRollout(model, tokenizer, batch_size=256, progress=progress)
     sampled = SamplingParams(temperature=1.0, max_new_tokens=config.max_new_tokens)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=config.max_new_tokens)
-    train_rates = _accept_rates(
-        rollout, splits["train"], config.probe_samples, sampled, config.seed
+    train_rates = (
+        _correct_counts(rollout, splits["train"], config.probe_samples, sampled, config.seed)
+        / config.probe_samples
     )
     test_correct = _correct_counts(
         rollout, splits["test"], config.headroom_samples, sampled, config.seed
@@ -185,12 +186,6 @@ def _correct_counts(
             for group, row in zip(samples, rows, strict=True)
         ]
     )
-
-
-def _accept_rates(
-    rollout: HFRollout, rows: list[dict], k: int, params: SamplingParams, seed: int
-) -> np.ndarray:
-    return _correct_counts(rollout, rows, k, params, seed) / k
 
 
 def headroom(
