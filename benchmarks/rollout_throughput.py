@@ -109,8 +109,8 @@ def main() -> None:
         rng.gamma(2.0, 1.0, args.prompts),
         rng.uniform(0.05, 0.95, args.prompts),
         args.per_prompt * args.prompts,
-        "exact",
-    ).tolist()
+        "gvm",
+    ).n_samples.tolist()
     params = SamplingParams(1.0, 1.0, args.max_new_tokens)
     print(
         f"{kind} model, {sum(p.numel() for p in model.parameters()):,} parameters; "

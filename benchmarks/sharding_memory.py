@@ -45,11 +45,9 @@ def long_batch(tokenizer, count: int, tokens: int) -> list:
     return [
         ScoredSample(
             i,
-            prompt,
-            Sample(i, rng.integers(4, 40, tokens).tolist(), "", [-1.0] * tokens, "stop"),
+            Sample(i, prompt, rng.integers(4, 40, tokens).tolist(), "", [-1.0] * tokens, "stop"),
             1.0,
             True,
-            2,
         )
         for i in range(count)
     ]
@@ -68,7 +66,7 @@ def worker(
 
     from gvm_raft.config import TrainConfig
     from gvm_raft.models import enable_activation_checkpointing
-    from gvm_raft.mstep import update_policy
+    from gvm_raft.mstep import Learner, update_policy
     from gvm_raft.sharding import (
         configure_deepspeed,
         loading_whole_models,
@@ -105,13 +103,8 @@ def worker(
     start = time.perf_counter()
     update_policy(
         config,
-        accelerator,
-        model,
-        None,
-        optimizer,
-        scheduler,
+        Learner(accelerator, model, None, optimizer, scheduler, tokenizer.pad_token_id),
         batch,
-        tokenizer.pad_token_id,
         np.random.default_rng(0),
     )
     seconds = time.perf_counter() - start

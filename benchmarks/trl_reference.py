@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gvm_raft.checkpoint import METRICS_FILE
 from gvm_raft.config import load_config
 from gvm_raft.data import load_prompts
 from gvm_raft.demo import bundled_config
@@ -36,7 +37,6 @@ from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.rewards import arithmetic_reward_fn
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
-from gvm_raft.run import METRICS_FILE
 from gvm_raft.tasks.arithmetic import format_prompt
 from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world, world_overrides
 from gvm_raft.trainer import EVAL_SEED_OFFSET

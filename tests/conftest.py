@@ -1,10 +1,14 @@
-"""Shared fixtures: a tiny randomly initialised model, its character tokenizer, and a tiny
-demo world (data + warm-started model on disk) built once per session."""
+"""Shared fixtures: a tiny randomly initialised model, its character tokenizer, a tiny demo
+world (data + warm-started model on disk) built once per session, and the settings of a tiny
+training run on it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from gvm_raft.config import TrainConfig
 from gvm_raft.tasks.demo_world import DemoWorldConfig, prepare_demo_world
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
@@ -42,6 +46,57 @@ def tiny_world(tmp_path_factory):
     path = tmp_path_factory.mktemp("world") / "w"
     prepare_demo_world(path, TINY_WORLD, progress=False)
     return path
+
+
+# A run of 2 iterations on the tiny world: 4 prompts x 4 samples (stage 1: 2, reused), short
+# completions, 2 optimizer steps per iteration; the parity reward accepts about half.
+TINY_RUN = dict(
+    reward="parity_reward:even_code_point_sum",
+    prompt_template="plain",
+    iterations=2,
+    prompts_per_iteration=4,
+    num_generations=4,
+    stage1_samples=2,
+    max_completion_length=16,
+    learning_rate=1e-3,
+    mini_batch_size=8,
+    micro_batch_size=4,
+    eval_samples=2,
+)
+
+
+def tiny_run_settings(world: Path, output_dir: Path, **overrides) -> dict:
+    """TINY_RUN on ``world`` writing to ``output_dir``, with overrides."""
+    paths = dict(
+        model_name_or_path=str(world / "model"),
+        train_file=str(world / "data/train.jsonl"),
+        test_file=str(world / "data/test.jsonl"),
+        output_dir=str(output_dir),
+    )
+    return paths | TINY_RUN | overrides
+
+
+@pytest.fixture
+def tiny_config(tiny_world, tmp_path):
+    """tiny_config(name, **overrides): the TrainConfig of a tiny run in tmp_path / name."""
+
+    def make(name: str = "run", **overrides) -> TrainConfig:
+        return TrainConfig(**tiny_run_settings(tiny_world, tmp_path / name, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def tiny_overrides(tiny_world, tmp_path):
+    """tiny_overrides(**overrides): the tiny run as key=value overrides of a YAML config (no
+    output_dir: the caller chooses where each run goes)."""
+
+    def make(**overrides) -> list[str]:
+        settings = tiny_run_settings(tiny_world, tmp_path / "run", **overrides)
+        del settings["output_dir"]
+        return [f"{key}={value}" for key, value in settings.items()]
+
+    return make
 
 
 CHAT_TEMPLATE = (

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gvm_raft.config import TrainConfig
 from gvm_raft.estep import ScoredSample
-from gvm_raft.mstep import update_policy
+from gvm_raft.mstep import Learner, update_policy
 from gvm_raft.rollout.base import Sample
 from gvm_raft.sharding import configure_deepspeed, full_state_dict, loading_whole_models
 
@@ -32,8 +32,8 @@ def fixed_batch(tokenizer, count: int = 11) -> list[ScoredSample]:
         tokens = rng.integers(4, 40, int(rng.integers(2, 9))).tolist()
         log_probs = (-rng.uniform(0.1, 3.0, len(tokens))).tolist()
         reward = float(rng.integers(0, 2))
-        sample = Sample(i % 3, tokens, "", log_probs, "stop")
-        samples.append(ScoredSample(i % 3, prompt, sample, reward, reward >= 1.0, 2))
+        sample = Sample(i % 3, prompt, tokens, "", log_probs, "stop")
+        samples.append(ScoredSample(i % 3, sample, reward, reward >= 1.0))
     return samples
 
 
@@ -71,13 +71,8 @@ def step(
         assert all(p.numel() == 0 for p in model.parameters()), "ZeRO-3 did not shard"
     update_policy(
         config,
-        accelerator,
-        model,
-        ref_model,
-        optimizer,
-        scheduler,
+        Learner(accelerator, model, ref_model, optimizer, scheduler, tokenizer.pad_token_id),
         fixed_batch(tokenizer),
-        tokenizer.pad_token_id,
         np.random.default_rng(1),
     )
     return full_state_dict(model)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import tiny_run_settings
+
 TESTS = Path(__file__).parent
 
 
@@ -23,26 +25,15 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def write_run_config(tiny_world: Path, path: Path, run_dir: Path, *extra: str) -> Path:
-    """A small 2-process training config; extra lines (key: value) override the defaults."""
-    path.write_text(
-        "\n".join(
-            [
-                f"model_name_or_path: {tiny_world / 'model'}",
-                f"train_file: {tiny_world / 'data/train.jsonl'}",
-                f"test_file: {tiny_world / 'data/test.jsonl'}",
-                f"output_dir: {run_dir}",
-                "reward: parity_reward:even_code_point_sum",
-                "prompt_template: plain",
-                "prompts_per_iteration: 5",
-                "num_generations: 4",
-                "stage1_samples: 2",
-                "max_completion_length: 12",
-                "mini_batch_size: 7",
-                "micro_batch_size: 3",
-                "eval_samples: 2",
-                "learning_rate: 1.0e-3",
-                *extra,
-            ]
-        )
+    """The tiny run for 2 processes, with odd sizes (5 prompts, mini-batches of 7, micro-batches
+    of 3) so that shares are uneven; extra lines (key: value) override the settings."""
+    settings = tiny_run_settings(
+        tiny_world,
+        run_dir,
+        prompts_per_iteration=5,
+        max_completion_length=12,
+        mini_batch_size=7,
+        micro_batch_size=3,
     )
+    path.write_text("\n".join([*(f"{key}: {value}" for key, value in settings.items()), *extra]))
     return path

@@ -23,6 +23,11 @@ from gvm_raft.allocation import (
 )
 
 
+def n_samples_of(*args, **kwargs) -> np.ndarray:
+    """allocate's samples per prompt."""
+    return allocate(*args, **kwargs).n_samples
+
+
 def random_stats(rng: np.random.Generator, m: int, zeros: bool = True):
     grad_norms = rng.gamma(2.0, 1.0, m)
     accept_rates = rng.integers(0, 9, m) / 8.0 if zeros else rng.uniform(0.05, 1.0, m)
@@ -122,7 +127,7 @@ def test_exact_equals_brute_force(m):
             caps = None if trial < 2 else hi
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # all-zero weights fall back to uniform
-                n = allocate(g, p, budget, "exact", min_samples=lo, max_samples=caps)
+                n = n_samples_of(g, p, budget, "gvm", min_samples=lo, max_samples=caps)
             assert n.sum() == budget
             assert (n >= lo).all() and (n <= hi).all()
             expected = brute_force_minimum(g, p, budget, lo, hi)
@@ -130,7 +135,7 @@ def test_exact_equals_brute_force(m):
             assert got == pytest.approx(expected, rel=1e-12) or got == expected == math.inf
 
 
-@pytest.mark.parametrize("method", ["rounding", "exact", "uniform"])
+@pytest.mark.parametrize("method", ["gvm-rounding", "gvm", "uniform", "knapsack"])
 @pytest.mark.parametrize("seed", range(5))
 def test_budget_spent_exactly_within_bounds(method, seed):
     rng = np.random.default_rng(seed)
@@ -139,7 +144,7 @@ def test_budget_spent_exactly_within_bounds(method, seed):
     lo = rng.integers(0, 3, m)
     hi = lo + rng.integers(0, 20, m)
     budget = int(rng.integers(lo.sum(), hi.sum() + 1))
-    n = allocate(g, p, budget, method, min_samples=lo, max_samples=hi)
+    n = n_samples_of(g, p, budget, method, min_samples=lo, max_samples=hi)
     assert n.dtype == np.int64 and n.sum() == budget
     assert (n >= lo).all() and (n <= hi).all()
 
@@ -149,8 +154,8 @@ def test_exact_is_no_worse_than_rounding_and_locally_optimal():
     g, p = random_stats(rng, 20_000, zeros=False)
     hi = rng.integers(1, 30, g.size)
     budget = 8 * g.size
-    exact = allocate(g, p, budget, "exact", max_samples=hi)
-    rounding = allocate(g, p, budget, "rounding", max_samples=hi)
+    exact = n_samples_of(g, p, budget, "gvm", max_samples=hi)
+    rounding = n_samples_of(g, p, budget, "gvm-rounding", max_samples=hi)
     assert objective(exact, g, p) <= objective(rounding, g, p)
     # Optimality certificate of a separable convex problem: no move of one sample helps.
     c = allocation_weights(g, p) ** 2
@@ -177,7 +182,9 @@ def test_rounding_matches_reference_rule(seed):
     g, p = random_stats(rng, 64)
     w = allocation_weights(g, p)
     budget = 8 * 64
-    assert allocate(g, p, budget, "rounding").tolist() == reference_rounding(w / w.sum(), budget)
+    assert n_samples_of(g, p, budget, "gvm-rounding").tolist() == reference_rounding(
+        w / w.sum(), budget
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,7 +198,7 @@ def test_rounding_matches_reference_rule(seed):
 )
 def test_rounding_hand_worked(grad_norms, budget, expected):
     p = np.ones(len(grad_norms))
-    assert allocate(grad_norms, p, budget, "rounding", alpha=0.0).tolist() == expected
+    assert n_samples_of(grad_norms, p, budget, "gvm-rounding", alpha=0.0).tolist() == expected
 
 
 @pytest.mark.parametrize(
@@ -203,25 +210,29 @@ def test_rounding_hand_worked(grad_norms, budget, expected):
 )
 def test_rounding_respects_caps_hand_worked(budget, expected):
     ones = [1.0] * 4
-    n = allocate([1.0, 4.0, 5.0, 20.0], ones, budget, "rounding", alpha=0.0, max_samples=5)
+    n = n_samples_of([1.0, 4.0, 5.0, 20.0], ones, budget, "gvm-rounding", alpha=0.0, max_samples=5)
     assert n.tolist() == expected
 
 
 def test_uniform_ignores_statistics():
-    assert allocate([0.0, 5.0, 1.0], [0.0, 0.1, 1.0], 7, "uniform").tolist() == [3, 2, 2]
-    assert allocate([1.0] * 3, [0.5] * 3, 7, "uniform", max_samples=[1, 9, 9]).tolist() == [1, 3, 3]
+    assert n_samples_of([0.0, 5.0, 1.0], [0.0, 0.1, 1.0], 7, "uniform").tolist() == [3, 2, 2]
+    assert n_samples_of([1.0] * 3, [0.5] * 3, 7, "uniform", max_samples=[1, 9, 9]).tolist() == [
+        1,
+        3,
+        3,
+    ]
 
 
 def test_zero_weight_prompts_get_nothing_without_minimum():
-    n = allocate([1.0, 0.0, 2.0], [0.5, 0.5, 0.0], 10, "rounding")
+    n = n_samples_of([1.0, 0.0, 2.0], [0.5, 0.5, 0.0], 10, "gvm-rounding")
     assert n.tolist() == [10, 0, 0]
-    n = allocate([1.0, 0.0, 2.0], [0.5, 0.5, 0.0], 10, "exact", min_samples=2)
+    n = n_samples_of([1.0, 0.0, 2.0], [0.5, 0.5, 0.0], 10, "gvm", min_samples=2)
     assert n.tolist() == [6, 2, 2]
 
 
 def test_threshold_filter_drops_solved_prompts():
     g, p = [1.0, 1.0, 1.0], [0.25, 0.95, 1.0]
-    n = allocate(g, p, 12, "rounding", max_accept_rate=0.9, min_samples=1)
+    n = n_samples_of(g, p, 12, "gvm-rounding", max_accept_rate=0.9, min_samples=1)
     assert n.tolist() == [12, 0, 0]
 
 
@@ -230,23 +241,25 @@ def test_expected_accepted_filter_renormalises():
     # expected accepted p*n = [1, 1, 0.1]: the third falls below 0.5 and its share is
     # renormalised over the other two.
     g, p = [np.sqrt(0.25) * 2, np.sqrt(0.25) * 2, 1.0], [0.25, 0.25, 0.01]
-    assert allocate(g, p, 14, "rounding", alpha=0.0).tolist() == [2, 2, 10]
-    n = allocate(g, p, 14, "rounding", alpha=0.0, min_expected_accepted=0.5)
+    assert n_samples_of(g, p, 14, "gvm-rounding", alpha=0.0).tolist() == [2, 2, 10]
+    n = n_samples_of(g, p, 14, "gvm-rounding", alpha=0.0, min_expected_accepted=0.5)
     assert n.tolist() == [7, 7, 0]
 
 
-def test_all_zero_weights_fall_back_to_uniform():
-    with pytest.warns(UserWarning, match="uniform"):
-        n = allocate([0.0, 0.0, 0.0], [0.5, 0.0, 1.0], 9, "exact")
-    assert n.tolist() == [3, 3, 3]
+def test_a_strategy_that_cannot_be_followed_falls_back_to_uniform_and_says_why():
+    zero = allocate([0.0, 0.0, 0.0], [0.5, 0.0, 1.0], 9, "gvm")
+    assert zero.n_samples.tolist() == [3, 3, 3] and "zero" in zero.fallback
+    solved = allocate([1.0, 1.0], [0.95, 1.0], 6, "gvm-rounding", max_accept_rate=0.9)
+    assert solved.n_samples.tolist() == [3, 3] and "filtered out" in solved.fallback
+    assert allocate([1.0, 2.0], [0.5, 0.5], 6, "gvm").fallback is None
     with pytest.warns(UserWarning, match="uniform"):
         n = continuous_allocation(9.0, [0.0, 0.0], [0.5, 0.5])
     np.testing.assert_allclose(n, [4.5, 4.5])
 
 
 def test_zero_budget_and_empty_input():
-    assert allocate([1.0, 2.0], [0.5, 0.5], 0, "exact").tolist() == [0, 0]
-    assert allocate([], [], 0, "rounding").tolist() == []
+    assert n_samples_of([1.0, 2.0], [0.5, 0.5], 0, "gvm").tolist() == [0, 0]
+    assert n_samples_of([], [], 0, "gvm-rounding").tolist() == []
 
 
 @pytest.mark.parametrize(
@@ -264,7 +277,7 @@ def test_zero_budget_and_empty_input():
         ({"max_samples": 4}, "budget 10 exceeds the sum of max_samples"),
         ({"min_samples": -1}, "min_samples must be non-negative"),
         ({"max_samples": [1, 2, 3]}, "max_samples must be a number or one value per prompt"),
-        ({"method": "greedy"}, "method must be one of"),
+        ({"strategy": "greedy"}, "strategy must be one of"),
         ({"alpha": -1.0}, "alpha must be"),
         ({"max_accept_rate": 2.0}, "max_accept_rate"),
     ],
@@ -279,7 +292,7 @@ def test_gini_and_summary():
     assert gini([2, 2, 2, 2]) == 0.0
     assert gini([0, 0, 0, 8]) == pytest.approx(0.75)
     g, p = [1.0, 4.0, 0.0], [0.5, 0.25, 0.0]
-    n = allocate(g, p, 12, "exact")
+    n = n_samples_of(g, p, 12, "gvm")
     summary = allocation_summary(n, g, p)
     assert summary["total"] == 12 and summary["zero_prompts"] == 1
     assert summary["variance"] == pytest.approx(objective(n, g, p, alpha=0.0))
@@ -320,7 +333,7 @@ def test_knapsack_spreads_an_uninformative_budget_evenly():
     assert knapsack_allocate([0.5, 0.0, 0.9], 6, min_samples=1).tolist()[1] == 1
 
 
-@pytest.mark.parametrize("method", ["rounding", "exact"])
+@pytest.mark.parametrize("method", ["gvm-rounding", "gvm"])
 @pytest.mark.parametrize("scale", [1e-310, 1e-200, 1e77, 1e200, 1e300])
 def test_extreme_gradient_norms_give_the_allocation_of_the_scaled_problem(method, scale):
     # the rule is invariant to scaling G: without rescaling, 1e77 and up made the exact
@@ -328,17 +341,17 @@ def test_extreme_gradient_norms_give_the_allocation_of_the_scaled_problem(method
     rng = np.random.default_rng(3)
     g = np.append(rng.uniform(0.1, 2.0, 30), 0.0)
     p = np.append(rng.uniform(0.05, 1.0, 30), 0.5)
-    expected = allocate(g, p, 248, method, min_samples=1, max_samples=40)
-    assert allocate(g * scale, p, 248, method, min_samples=1, max_samples=40).tolist() == (
+    expected = n_samples_of(g, p, 248, method, min_samples=1, max_samples=40)
+    assert n_samples_of(g * scale, p, 248, method, min_samples=1, max_samples=40).tolist() == (
         expected.tolist()
     )
-    assert allocate([1e308, 1e-300], [0.5, 0.5], 10, method).sum() == 10
+    assert n_samples_of([1e308, 1e-300], [0.5, 0.5], 10, method).sum() == 10
 
 
 def test_huge_budget_is_spent_exactly():
     g, p = np.array([1.0, 2.0, 0.5]), np.array([0.2, 0.5, 0.9])
-    for method in ("rounding", "exact"):
-        sizes = allocate(g, p, 10**12, method)
+    for method in ("gvm-rounding", "gvm"):
+        sizes = n_samples_of(g, p, 10**12, method)
         assert sizes.sum() == 10**12
         continuous = 10**12 * allocation_weights(g, p) / allocation_weights(g, p).sum()
         assert np.abs(sizes - continuous).max() <= 1.0
@@ -374,10 +387,10 @@ def test_rounding_with_both_filters_is_the_reference():
     # first two (not renormalised); expected accepted 0.25 * 0.295 * 16 = 1.18 passes and
     # 0.125 * 0.408 * 16 = 0.82 does not: every sample goes to the third prompt
     g, p = [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.25, 0.125]
-    sizes = allocate(g, p, 16, "rounding", max_accept_rate=0.5, min_expected_accepted=1.0)
+    sizes = n_samples_of(g, p, 16, "gvm-rounding", max_accept_rate=0.5, min_expected_accepted=1.0)
     assert sizes.tolist() == [0, 0, 16, 0] == reference_sample_sizes(g, p, 16, 0.5, 1.0)
     # exact tests the shares the two remaining prompts would really get (7.3 and 8.7 of 16)
-    exact = allocate(g, p, 16, "exact", max_accept_rate=0.5, min_expected_accepted=1.0)
+    exact = n_samples_of(g, p, 16, "gvm", max_accept_rate=0.5, min_expected_accepted=1.0)
     assert exact.tolist() == [0, 0, 7, 9]
 
 
@@ -395,11 +408,11 @@ def test_rounding_matches_the_reference_on_random_cases():
             warnings.simplefilter("error")
             try:
                 expected = reference_sample_sizes(g, p, budget, threshold, insufficient)
-                sizes = allocate(
+                sizes = n_samples_of(
                     g,
                     p,
                     budget,
-                    "rounding",
+                    "gvm-rounding",
                     max_accept_rate=threshold,
                     min_expected_accepted=insufficient,
                 )

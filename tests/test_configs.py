@@ -151,29 +151,13 @@ def test_every_range_names_a_numeric_setting():
 @pytest.mark.parametrize(
     "path", [p for p in CONFIGS if p.parent.name == "paper"], ids=lambda p: p.stem
 )
-def test_paper_config_trains_an_iteration_on_the_tiny_model(path, tiny_world, tmp_path):
+def test_paper_config_trains_an_iteration_on_the_tiny_model(path, tiny_overrides, tmp_path):
     """The published settings with the reference's behaviour (KL to the iteration's start, a
     fresh optimizer every iteration, stage 1 only estimating), shrunk to the tiny model."""
-    config = load_config(
-        path,
-        [
-            f"model_name_or_path={tiny_world / 'model'}",
-            f"train_file={tiny_world / 'data/train.jsonl'}",
-            f"test_file={tiny_world / 'data/test.jsonl'}",
-            f"output_dir={tmp_path / 'run'}",
-            "reward=parity_reward:even_code_point_sum",
-            "prompt_template=plain",
-            "rollout_backend=hf",
-            "mixed_precision=no",
-            "log_with=null",
-            "iterations=1",
-            "prompts_per_iteration=4",
-            "stage1_samples=2" if load_config(path).stage1_samples else "stage1_samples=0",
-            "max_completion_length=12",
-            "mini_batch_size=8",
-            "eval_samples=2",
-        ],
-    )
+    stage1 = 2 if load_config(path).stage1_samples else 0
+    shrunk = tiny_overrides(iterations=1, stage1_samples=stage1, max_completion_length=12)
+    local = ["rollout_backend=hf", "mixed_precision=no", "log_with=null"]
+    config = load_config(path, [*shrunk, *local, f"output_dir={tmp_path / 'run'}"])
     assert config.reference_model == "iteration_start" and config.reset_optimizer_each_iteration
     assert not config.reuse_stage1 or config.allocation == "uniform"
     metrics = [

@@ -41,7 +41,7 @@ def test_every_format_loads_the_same_rows(tmp_path):
         rows = load_prompts(paths[kind])
         assert [r.answer for r in rows] == expected, kind
         assert [r.problem for r in rows] == [r["problem"] for r in RECORDS]
-        assert rows[2].index == 2 and rows[2].columns["level"] == 2
+        assert rows[2].row_id == 2 and rows[2].columns["level"] == 2
     for kind in ("parquet", "saved"):  # answers stored as JSON text there: one string column
         rows = load_prompts(paths[kind])
         assert [r.problem for r in rows] == [r["problem"] for r in RECORDS], kind

@@ -101,9 +101,9 @@ def test_two_process_training_run(tiny_world, tmp_path):
     assert [m["iteration"] for m in metrics] == [0, 1, 2, 3]  # one writer: no duplicate rows
     assert [a["iteration"] for a in allocations] == [1, 2, 3]
     for row, allocation in zip(metrics[1:], allocations, strict=True):
-        assert sum(allocation["samples"]) == 20
+        assert sum(allocation["n_samples"]) == 20
         assert row["samples/stage1"] + row["samples/stage2"] == 20
-        extra = [n - 2 for n in allocation["samples"]]
+        extra = [n - 2 for n in allocation["n_samples"]]
         spread = row["stage2/max_process_samples"] - row["stage2/min_process_samples"]
         assert spread <= max(extra)
         assert row["stage2/max_process_samples"] + row["stage2/min_process_samples"] == sum(extra)

@@ -36,7 +36,7 @@ class ScriptedBackend:
 
     def generate(self, prompts, counts, params, seed):
         return [
-            [Sample(i, [1], text, [0.0], "stop") for text in self.scripts[prompt][:count]]
+            [Sample(i, [], [1], text, [0.0], "stop") for text in self.scripts[prompt][:count]]
             for i, (prompt, count) in enumerate(zip(prompts, counts, strict=True))
         ]
 
@@ -99,7 +99,7 @@ def test_eval_command_on_two_files(tiny_world, tmp_path, capsys):
     out = tmp_path / "results.json"
     args = [str(tiny_world / "model"), str(data / "test.jsonl"), str(data / "train.jsonl")]
     options = ["--reward", "parity_reward:even_code_point_sum", "--prompt-template", "plain"]
-    options += ["--max-new-tokens", "12", "--samples", "3", "--max-prompts", "5"]
+    options += ["--max-completion-length", "12", "--eval-samples", "3", "--eval-max-prompts", "5"]
     assert main(["eval", *args, *options, "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     assert list(results) == ["test", "train", "average"]
@@ -128,9 +128,10 @@ def test_eval_in_bfloat16_with_a_chosen_attention_kernel(tiny_world, tmp_path, m
 
     monkeypatch.setattr(gvm_raft.models, "load_causal_lm", spy)
     out = tmp_path / "results.json"
-    options = ["--reward", "arithmetic", "--prompt-template", "plain", "--max-new-tokens", "40"]
-    options += ["--samples", "2", "--max-prompts", "8", "--no-greedy", "--out", str(out)]
-    options += ["--dtype", "bfloat16", "--attn-implementation", "eager"]
+    options = ["--reward", "arithmetic", "--prompt-template", "plain"]
+    options += ["--max-completion-length", "40", "--eval-samples", "2", "--eval-max-prompts", "8"]
+    options += ["--no-eval-greedy", "--out", str(out)]
+    options += ["--mixed-precision", "bf16", "--attn-implementation", "eager"]
     data = str(tiny_world / "data/test.jsonl")
     assert main(["eval", str(tiny_world / "model"), data, *options]) == 0
     results = json.loads(out.read_text())["test"]
@@ -141,16 +142,28 @@ def test_eval_in_bfloat16_with_a_chosen_attention_kernel(tiny_world, tmp_path, m
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--max-prompts", "-1", "argument --max-prompts: must be >= 1; got -1"),
-        ("--max-prompts", "0", "argument --max-prompts: must be >= 1; got 0"),
-        ("--batch-size", "0", "argument --batch-size: must be >= 1; got 0"),
-        ("--samples", "-2", "argument --samples: must be >= 0; got -2"),
-        ("--max-new-tokens", "x", "argument --max-new-tokens: not an integer: 'x'"),
+        ("--eval-max-prompts", "-1", "eval_max_prompts must be >= 1 (and finite); got -1"),
+        ("--eval-max-prompts", "0", "eval_max_prompts must be >= 1 (and finite); got 0"),
+        ("--rollout-batch-size", "0", "rollout_batch_size must be >= 1 (and finite); got 0"),
+        ("--eval-samples", "-2", "eval_samples must be >= 0 (and finite); got -2"),
+        ("--eval-temperature", "-1", "eval_temperature must be >= 0 (and finite); got -1"),
+        ("--mixed-precision", "fp8", "mixed_precision must be one of no, bf16, fp16; got 'fp8'"),
     ],
 )
-def test_eval_refuses_bad_counts_by_option(option, value, message, capsys):
-    # before: -1 evaluated N-1 prompts, 0 printed NaNs, a batch size of 0 a range() error
-    with pytest.raises(SystemExit) as stop:
-        main(["eval", "no-model", "no-data.jsonl", option, value])
-    assert stop.value.code == 2
-    assert message in capsys.readouterr().err
+def test_eval_refuses_bad_settings_by_their_training_name(option, value, message, capsys):
+    # before: -1 evaluated N-1 prompts, 0 printed NaNs, a batch size of 0 a range() error;
+    # the model and data do not exist: the settings are checked first
+    assert main(["eval", "no-model", "no-data.jsonl", option, value]) == 2
+    assert f"gvm-raft eval: error: {message}" in capsys.readouterr().err
+
+
+def test_eval_takes_its_defaults_from_a_run_config(tiny_config, tmp_path, capsys):
+    from gvm_raft.config import save_config
+
+    save_config(tiny_config(eval_samples=0, eval_greedy=False), tmp_path / "config.yaml")
+    args = ["eval", "no-model", "no-data.jsonl", "--config", str(tmp_path / "config.yaml")]
+    assert main(args) == 2
+    assert "eval_samples must be > 0 unless eval_greedy is on" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--max-completion-length", "x"])
+    assert "argument --max-completion-length: invalid int value: 'x'" in capsys.readouterr().err

@@ -99,8 +99,8 @@ def test_prompt_statistics_average_each_prompts_accepted_norms(reduction):
 
     def scored(prompt: int, length: int, accepted: bool) -> ScoredSample:
         tokens = torch.randint(4, 40, (length,), generator=gen).tolist()
-        sample = Sample(prompt, tokens, "", [0.0] * length, "stop")
-        return ScoredSample(prompt, [5, 6, 7], sample, float(accepted), accepted, 1)
+        sample = Sample(prompt, [5, 6, 7], tokens, "", [0.0] * length, "stop")
+        return ScoredSample(prompt, sample, float(accepted), accepted)
 
     groups = [
         [scored(0, 3, True), scored(0, 7, True), scored(0, 4, False)],
@@ -115,8 +115,10 @@ def test_prompt_statistics_average_each_prompts_accepted_norms(reduction):
     for group in groups:
         values = []
         for s in (s for s in group if s.accepted):
-            ids = torch.tensor([s.prompt_ids + s.sample.token_ids])
-            response = token_log_probs(model, ids, torch.ones_like(ids))[0, len(s.prompt_ids) - 1 :]
+            ids = torch.tensor([s.sample.prompt_ids + s.sample.token_ids])
+            response = token_log_probs(model, ids, torch.ones_like(ids))[
+                0, len(s.sample.prompt_ids) - 1 :
+            ]
             loss = response.mean() if reduction == "mean" else response.sum()
             grads = torch.autograd.grad(loss, params)
             values.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)).item())

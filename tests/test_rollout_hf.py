@@ -23,7 +23,7 @@ def test_returns_exactly_the_requested_counts(rollout):
     assert [len(group) for group in out] == counts
     for i, group in enumerate(out):
         for sample in group:
-            assert sample.prompt_index == i
+            assert sample.prompt_in_call == i
             assert len(sample.token_ids) == len(sample.log_probs) <= 8
             assert sample.finish_reason in {"stop", "length"}
             if sample.finish_reason == "length":

@@ -44,8 +44,8 @@ def test_missing_vllm_names_the_fix(tiny_world, tmp_path):
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
 def test_eval_with_vllm_missing_names_the_fix(tiny_world, capsys):
     data = str(tiny_world / "data/test.jsonl")
-    assert main(["eval", str(tiny_world / "model"), data, "--backend", "vllm"]) == 2
-    assert "--backend vllm: vLLM is not installed: pip install" in capsys.readouterr().err
+    assert main(["eval", str(tiny_world / "model"), data, "--rollout-backend", "vllm"]) == 2
+    assert "rollout_backend=vllm: vLLM is not installed: pip install" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,8 @@ def test_eval_command_with_the_vllm_backend(model_dir, tiny_world, tmp_path):
     """In its own process, as a user runs it (one vLLM engine per process)."""
     out = tmp_path / "results.json"
     options = ["--reward", "parity_reward:even_code_point_sum", "--prompt-template", "plain"]
-    options += ["--max-new-tokens", "12", "--samples", "3", "--max-prompts", "5"]
-    options += ["--backend", "vllm", "--out", str(out)]
+    options += ["--max-completion-length", "12", "--eval-samples", "3", "--eval-max-prompts", "5"]
+    options += ["--rollout-backend", "vllm", "--out", str(out)]
     data = str(tiny_world / "data/test.jsonl")
     command = [sys.executable, "-m", "gvm_raft.cli", "eval", str(model_dir), data, *options]
     done = subprocess.run(command, capture_output=True, text=True, env=child_env(), check=False)

@@ -85,8 +85,8 @@ def test_allocate_writes_sample_sizes_and_summary(tmp_path, capsys):
             str(tmp_path / "stats.jsonl"),
             "--budget",
             "32",
-            "--method",
-            "exact",
+            "--strategy",
+            "gvm",
             "--max",
             "20",
             "--out",
@@ -95,7 +95,9 @@ def test_allocate_writes_sample_sizes_and_summary(tmp_path, capsys):
     )
     assert code == 0
     sizes = json.loads(out.read_text())
-    expected = allocate([10.0, 4.0, 1.0, 0.0], [1 / 8, 0.5, 1.0, 0.0], 32, "exact", max_samples=20)
+    expected = allocate(
+        [10.0, 4.0, 1.0, 0.0], [1 / 8, 0.5, 1.0, 0.0], 32, "gvm", max_samples=20
+    ).n_samples
     assert sizes == expected.tolist() and sum(sizes) == 32
     report = capsys.readouterr().out
     assert "32 samples over 4 prompts" in report
@@ -143,11 +145,16 @@ def test_a_prior_lets_a_zero_of_k_prompt_get_samples():
     smoothed = RunningPromptStats(prior=(1.0, 1.0)).update([10, 11, 12], accepted, sampled, grads)
     np.testing.assert_allclose(smoothed.accept_rates, [3 / 6, 2 / 6, 1 / 6])
     np.testing.assert_allclose(smoothed.grad_norms, [1.0, 3.0, 2.0])
-    sizes = allocate(smoothed.grad_norms, smoothed.accept_rates, 23, "rounding", alpha=0.0)
+    sizes = allocate(
+        smoothed.grad_norms, smoothed.accept_rates, 23, "gvm-rounding", alpha=0.0
+    ).n_samples
     assert sizes.tolist() == [3, 10, 10]  # before: G = 0 gave the third prompt nothing
     plain = RunningPromptStats().update([10, 11, 12], accepted, sampled, grads)
     np.testing.assert_allclose(plain.grad_norms, [1.0, 3.0, 0.0])  # the reference's estimates
-    assert allocate(plain.grad_norms, plain.accept_rates, 23, "rounding", alpha=0.0)[2] == 0
+    assert (
+        allocate(plain.grad_norms, plain.accept_rates, 23, "gvm-rounding", alpha=0.0).n_samples[2]
+        == 0
+    )
 
 
 def test_running_stats_blend_revisited_prompts():

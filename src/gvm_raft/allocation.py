@@ -13,27 +13,30 @@ n_i p_i accepted ones, and the gradient estimate has variance about
     n_i = N w_i / sum_j w_j,    w_i = G_i / sqrt(q_i),
 
 with alpha = 1e-3, beta = 2 by default; prompts with G_i = 0 or p_i = 0 get weight 0.
-Integer sizes come from either
+``allocate`` takes one of the strategies:
 
-- ``"rounding"``: round the continuous optimum and repair the total by largest remainders (the
-  reference implementation's behaviour), or
-- ``"exact"``: the integer minimiser of V, i.e. greedy marginal gains c_i/(n(n+1)), c_i = G_i^2/q_i,
-  found by a threshold search (greedy is optimal for separable convex objectives), or
-- ``"uniform"``: the baseline, N/m per prompt, ignoring the statistics.
+- ``"gvm"``: the integer minimiser of V, i.e. greedy marginal gains c_i/(n(n+1)),
+  c_i = G_i^2/q_i, found by a threshold search (greedy is optimal for separable convex
+  objectives);
+- ``"gvm-rounding"``: round the continuous optimum and repair the total by largest remainders
+  (the reference implementation's behaviour);
+- ``"uniform"``: the baseline, N/m per prompt, ignoring the statistics;
+- ``"knapsack"``: Knapsack-RL's allocation from the acceptance rates alone (``knapsack_allocate``).
 
-All three honour per-prompt bounds ``min_samples <= n_i <= max_samples`` and spend N exactly.
+All honour per-prompt bounds ``min_samples <= n_i <= max_samples`` and spend N exactly.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-Method = Literal["rounding", "exact", "uniform"]
-METHODS: tuple[str, ...] = ("rounding", "exact", "uniform")
+Strategy = Literal["uniform", "gvm", "gvm-rounding", "knapsack"]
+STRATEGIES: tuple[str, ...] = ("uniform", "gvm", "gvm-rounding", "knapsack")
 DEFAULT_ALPHA = 1e-3
 DEFAULT_BETA = 2.0
 
@@ -130,11 +133,20 @@ def continuous_allocation(
     return budget * w / total
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """Samples per prompt (n_i, summing to the budget) and, when the strategy could not be
+    followed, why it fell back to uniform (None otherwise)."""
+
+    n_samples: IntArray
+    fallback: str | None = None
+
+
 def allocate(
     grad_norms: ArrayLike,
     accept_rates: ArrayLike,
     budget: int,
-    method: Method = "rounding",
+    strategy: Strategy = "gvm",
     *,
     alpha: float = DEFAULT_ALPHA,
     beta: float = DEFAULT_BETA,
@@ -142,30 +154,32 @@ def allocate(
     max_samples: ArrayLike | None = None,
     max_accept_rate: float = 1.0,
     min_expected_accepted: float = 0.0,
-) -> IntArray:
-    """Integer sample sizes n_i >= 0 with sum_i n_i = budget.
+) -> Allocation:
+    """Integer samples per prompt n_i >= 0 with sum_i n_i = budget.
 
     Args:
-        grad_norms: G_i per prompt, shape (m,), non-negative.
+        grad_norms: G_i per prompt, shape (m,), non-negative (knapsack ignores them).
         accept_rates: p_i per prompt in [0, 1], shape (m,).
         budget: total samples N to spend (stage 2).
-        method: "rounding" (reference), "exact" (integer minimiser of V) or "uniform" (baseline).
+        strategy: "gvm" (integer minimiser of V), "gvm-rounding" (the reference), "uniform"
+            (the baseline) or "knapsack" (Knapsack-RL).
         alpha, beta: regulariser of q_i (see module docstring).
         min_samples, max_samples: per-prompt bounds (scalars or shape (m,)); max None = no cap.
             The minimum applies to every prompt that survives the filters.
         max_accept_rate: prompts with p_i above it (already solved) get 0 samples; 1.0 = off.
         min_expected_accepted: prompts whose expected accepted count p_i n_i under the
-            continuous allocation is below it get 0 samples (one pass); 0 = off. "rounding"
+            continuous allocation is below it get 0 samples (one pass); 0 = off. "gvm-rounding"
             tests n_i as the reference does, the shares of all prompts before max_accept_rate
-            removed any (not renormalised between the two filters); "exact" tests the shares
+            removed any (not renormalised between the two filters); "gvm" tests the shares
             the prompts left by max_accept_rate would actually get. The surviving weights are
             then renormalised.
 
-    Filters apply to "rounding" and "exact"; "uniform" ignores the statistics entirely.
-    If every surviving weight is zero, the allocation falls back to uniform with a warning.
+    The filters and alpha, beta apply to the two GVM strategies. When the filters leave no
+    prompt, or every surviving weight is zero, a GVM allocation falls back to uniform and says
+    why in ``Allocation.fallback``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
     g, p = _check_stats(grad_norms, accept_rates)
     if g.size and 0 < g.max() < np.inf:
         g = g / g.max()  # the allocation is invariant to scaling G; huge or tiny G then stay finite
@@ -173,39 +187,46 @@ def allocate(
     budget = int(budget)
     m = g.size
     lo, hi = _check_bounds(min_samples, max_samples, m)
-    if m == 0:
-        _check_capacity(budget, lo, hi)
-        return np.zeros(0, dtype=np.int64)
     if not 0.0 <= max_accept_rate <= 1.0:
         raise ValueError(f"max_accept_rate must lie in [0, 1]; got {max_accept_rate}")
     if not min_expected_accepted >= 0.0:
         raise ValueError(f"min_expected_accepted must be >= 0; got {min_expected_accepted}")
-
-    if method == "uniform":
+    if m == 0:
         _check_capacity(budget, lo, hi)
-        return _round_largest_remainder(_water_fill(np.ones(m), lo, hi, budget), lo, hi, budget)
+        return Allocation(np.zeros(0, dtype=np.int64))
+    if strategy == "knapsack":
+        return Allocation(knapsack_allocate(p, budget, min_samples=lo, max_samples=hi))
+    if strategy == "uniform":
+        _check_capacity(budget, lo, hi)
+        return Allocation(_uniform(lo, hi, budget))
 
     w = allocation_weights(g, p, alpha, beta)
     kept = p <= max_accept_rate
     if min_expected_accepted > 0:
-        if method == "rounding":  # the reference: shares of all prompts, not renormalised
+        if strategy == "gvm-rounding":  # the reference: shares of all prompts, not renormalised
             trial = np.where(kept, _water_fill(w, lo, hi, budget), 0.0)
         else:  # the budget the prompts that pass max_accept_rate would actually share
             trial = _water_fill(*_only(kept, w, lo, hi), budget)
         kept &= p * trial >= min_expected_accepted
-    w, lo, hi = _only(kept, w, lo, hi)
     if not kept.any():
-        warnings.warn("every prompt was filtered out; falling back to uniform", stacklevel=2)
-        lo, hi = _check_bounds(min_samples, max_samples, m)
-        w = np.ones(m)
-    elif not (w > 0).any():
-        warnings.warn("all allocation weights are zero; falling back to uniform", stacklevel=2)
-        w = kept.astype(np.float64)
+        _check_capacity(budget, lo, hi)
+        return Allocation(_uniform(lo, hi, budget), "every prompt was filtered out")
+    w, lo, hi = _only(kept, w, lo, hi)
     _check_capacity(budget, lo, hi)
+    if not (w > 0).any():
+        fallback = "every allocation weight G_i / sqrt(q_i) was zero"
+        return Allocation(_uniform(lo, hi, budget, kept.astype(np.float64)), fallback)
+    if strategy == "gvm-rounding":
+        return Allocation(_round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget))
+    return Allocation(_exact_integer(w**2, lo, hi, budget))  # w_i^2 = G_i^2 / q_i
 
-    if method == "rounding":
-        return _round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget)
-    return _exact_integer(w**2, lo, hi, budget)  # w_i^2 = G_i^2 / q_i
+
+def _uniform(
+    lo: FloatArray, hi: FloatArray, budget: int, weights: FloatArray | None = None
+) -> IntArray:
+    """N/m per prompt (among those with weight 1), within the bounds."""
+    w = np.ones(lo.size) if weights is None else weights
+    return _round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget)
 
 
 def allocation_summary(
@@ -222,7 +243,7 @@ def allocation_summary(
     """
     sizes = np.asarray(n, dtype=np.int64)
     g, p = _check_stats(grad_norms, accept_rates)
-    uniform = allocate(g, p, int(sizes.sum()), "uniform")
+    uniform = allocate(g, p, int(sizes.sum()), "uniform").n_samples
     v = gradient_variance(sizes, g, p)
     v_uniform = gradient_variance(uniform, g, p)
     return {

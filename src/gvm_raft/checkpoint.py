@@ -1,12 +1,15 @@
-"""Atomic checkpoints: a run directory is enough to resume.
+"""Checkpoints and resume: a run directory is enough to continue a run.
 
-Layout: ``checkpoints/iteration-000003/`` holding ``model/`` (save_pretrained: safetensors
-plus the tokenizer), ``optimizer.pt`` (whole, keyed by parameter name), ``scheduler.pt`` and
-``trainer_state.json``;
-``checkpoints/latest`` names the newest. A checkpoint is written to a temporary directory and
-renamed into place, and ``latest`` is replaced atomically afterwards, so a kill at any moment
-leaves a usable checkpoint. Under DeepSpeed ``optimizer.pt`` is replaced by the engine's own
-state in ``checkpoints/deepspeed-000003/``, written by every process before the checkpoint.
+A run directory holds ``config.yaml``, ``metrics.jsonl`` (one row per iteration),
+``allocations.jsonl`` (per-prompt statistics and samples per iteration) and ``checkpoints/``.
+Checkpoint layout: ``checkpoints/iteration-000003/`` holding ``model/`` (save_pretrained:
+safetensors plus the tokenizer), ``optimizer.pt`` (whole, keyed by parameter name),
+``scheduler.pt`` and ``trainer_state.json``; ``checkpoints/latest`` names the newest. A
+checkpoint is written to a temporary directory and renamed into place, and ``latest`` is
+replaced atomically afterwards, so a kill at any moment leaves a usable checkpoint. Only the
+main process writes; every process reads the same checkpoint when resuming. Under DeepSpeed
+``optimizer.pt`` is replaced by the engine's own state in ``checkpoints/deepspeed-000003/``,
+written by every process before the checkpoint.
 """
 
 from __future__ import annotations
@@ -14,16 +17,99 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gvm_raft.config import ConfigError
-from gvm_raft.fileio import atomic_write_text, building_dir
+from gvm_raft.config import ConfigError, TrainConfig, check_resume_matches, load_config
+from gvm_raft.fileio import atomic_write_text, building_dir, read_jsonl, write_jsonl
+from gvm_raft.sharding import (
+    load_engine_state,
+    load_optimizer_state,
+    optimizer_state,
+    save_engine_state,
+    uses_deepspeed,
+)
+
+if TYPE_CHECKING:
+    from gvm_raft.run import Run
 
 STATE_FILE = "trainer_state.json"
+METRICS_FILE = "metrics.jsonl"
+ALLOCATIONS_FILE = "allocations.jsonl"
+
+
+def check_resumable(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to write over a run without resume=true, and to resume one with settings that
+    change what it trains."""
+    if latest_checkpoint(run_dir) is None:
+        return
+    if not config.resume:
+        raise ConfigError(
+            f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
+            "output_dir"
+        )
+    check_resume_matches(load_config(run_dir / "config.yaml"), config, run_dir)
+
+
+def resume_point(run: Run) -> int:
+    """Restore the latest checkpoint's optimizer, statistics and counters; its iteration or 0.
+
+    Metric rows beyond the checkpoint (written before a kill) are dropped; they are recomputed.
+    """
+    checkpoint = latest_checkpoint(run.run_dir) if run.config.resume else None
+    iteration = 0
+    if checkpoint is not None:
+        state = load_state(checkpoint)
+        iteration = int(state["iteration"])
+        if uses_deepspeed(run.accelerator):
+            load_engine_state(
+                run.model,
+                engine_state_dir(run.run_dir, iteration),
+                run.accelerator.num_processes,
+            )
+        else:
+            load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
+        load_scheduler(checkpoint, run.scheduler)
+        run.stats.load_state_dict(state["stats"])
+        run.totals.update(state["totals"])
+    if run.accelerator.is_main_process:
+        for name in (METRICS_FILE, ALLOCATIONS_FILE):
+            path = run.run_dir / name
+            if not path.exists():
+                continue
+            rows = read_jsonl(path, drop_torn_tail=True)
+            write_jsonl(path, [r for r in rows if checkpoint and r["iteration"] <= iteration])
+    run.accelerator.wait_for_everyone()
+    return iteration
+
+
+def save_iteration(run: Run, iteration: int) -> None:
+    """Checkpoint the run after ``iteration``: policy, optimizer (or DeepSpeed engine) state,
+    schedule, prompt statistics and sample counters."""
+    tic = time.perf_counter()
+    optimizer = None
+    if uses_deepspeed(run.accelerator):
+        save_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
+    else:
+        optimizer = optimizer_state(run.model, run.optimizer)
+    if run.accelerator.is_main_process:
+        save_checkpoint(
+            run.run_dir,
+            iteration,
+            run.policy,
+            run.tokenizer,
+            optimizer,
+            run.scheduler,
+            {"stats": run.stats.state_dict(), "totals": run.totals},
+            keep=run.config.keep_checkpoints,
+        )
+    run.accelerator.wait_for_everyone()
+    if run.progress and run.accelerator.is_main_process:
+        print(f"  checkpoint saved in {time.perf_counter() - tic:.1f}s", flush=True)
 
 
 def save_checkpoint(
@@ -31,11 +117,13 @@ def save_checkpoint(
     iteration: int,
     model: Any,
     tokenizer: Any,
-    optimizer_state: dict | None,
+    optimizer: dict | None,
     scheduler: Any,
     state: dict,
     keep: int = 1,
 ) -> Path:
+    """Write checkpoint ``iteration`` atomically (optimizer: the whole state keyed by parameter
+    name, None under DeepSpeed), point ``latest`` at it and prune to the ``keep`` newest."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iteration-{iteration:06d}"
@@ -43,8 +131,8 @@ def save_checkpoint(
         with building_dir(final) as staging:
             model.save_pretrained(staging / "model", safe_serialization=True)
             tokenizer.save_pretrained(staging / "model")
-            if optimizer_state is not None:
-                torch.save(optimizer_state, staging / "optimizer.pt")
+            if optimizer is not None:
+                torch.save(optimizer, staging / "optimizer.pt")
             torch.save(scheduler.state_dict(), staging / "scheduler.pt")
             atomic_write_text(staging / STATE_FILE, json.dumps(state | {"iteration": iteration}))
     except OSError as err:  # a full disk, most often: say what, and that nothing is lost

@@ -1,15 +1,20 @@
-"""The ``gvm-raft`` command line."""
+"""The ``gvm-raft`` command line.
+
+A user-facing error (``errors.UserError``: config, data, statistics file, model path, ...), an
+unusable verifier and a file-system error print one line and exit with status 2; anything else
+is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from gvm_raft import allocation
+from gvm_raft.errors import UserError, VerifierError
 from gvm_raft.fileio import atomic_write_text
 from gvm_raft.stats import read_prompt_stats
 
@@ -19,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status = args.handler(args)
-    except (ValueError, OSError) as err:
+    except (UserError, VerifierError, OSError) as err:
         print(f"gvm-raft {args.command}: error: {err}", file=sys.stderr)
         return 2
     _leave_process_group()
@@ -47,24 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_demo(commands)
     _add_eval(commands)
+    _add_compare(commands)
     _add_report(commands)
     _add_stats(commands)
     return parser
-
-
-def at_least(low: int):
-    """An argparse type: an integer >= low, refused by argparse with the option's name."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}; got {value}")
-        return value
-
-    return parse
 
 
 def _add_allocate(commands: argparse._SubParsersAction) -> None:
@@ -77,10 +68,11 @@ def _add_allocate(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("stats", help="statistics file (JSON lines)")
     cmd.add_argument("--budget", type=int, required=True, help="total samples N to allocate")
     cmd.add_argument(
-        "--method",
-        choices=allocation.METHODS,
-        default="rounding",
-        help="rounding (reference), exact (integer optimum) or uniform (baseline)",
+        "--strategy",
+        choices=allocation.STRATEGIES,
+        default="gvm",
+        help="gvm (integer optimum), gvm-rounding (the reference), uniform (the baseline) or "
+        "knapsack (Knapsack-RL); the training setting `allocation` takes the same names",
     )
     cmd.add_argument(
         "--alpha",
@@ -126,13 +118,12 @@ def _add_allocate(commands: argparse._SubParsersAction) -> None:
 
 def _run_allocate(args: argparse.Namespace) -> int:
     stats = read_prompt_stats(args.stats)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sizes = allocation.allocate(
+    try:
+        result = allocation.allocate(
             stats.grad_norms,
             stats.accept_rates,
             args.budget,
-            args.method,
+            args.strategy,
             alpha=args.alpha,
             beta=args.beta,
             min_samples=args.min_samples,
@@ -140,8 +131,11 @@ def _run_allocate(args: argparse.Namespace) -> int:
             max_accept_rate=args.max_accept_rate,
             min_expected_accepted=args.min_expected_accepted,
         )
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    except ValueError as err:  # the options' values: allocate checks them all up front
+        raise UserError(str(err)) from None
+    if result.fallback:
+        print(f"warning: {result.fallback}; falling back to uniform", file=sys.stderr)
+    sizes = result.n_samples
     text = json.dumps(sizes.tolist())
     summary = allocation.allocation_summary(
         sizes, stats.grad_norms, stats.accept_rates, args.alpha, args.beta
@@ -158,7 +152,7 @@ def _run_allocate(args: argparse.Namespace) -> int:
 
 def _format_allocation_summary(summary: dict[str, float], prompts: int, args) -> str:
     lines = [
-        f"method {args.method}: {summary['total']} samples over {prompts} prompts"
+        f"strategy {args.strategy}: {summary['total']} samples over {prompts} prompts"
         + (f" -> {args.out}" if args.out else ""),
         f"  per prompt: min {summary['min']}, median {summary['median']:g}, "
         f"max {summary['max']}; {summary['zero_prompts']} prompts get 0 "
@@ -250,61 +244,79 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# gvm-raft eval's settings shared with training: the training config's names and defaults.
+EVAL_SETTINGS = (
+    "eval_samples",
+    "eval_temperature",
+    "eval_greedy",
+    "eval_max_prompts",
+    "top_p",
+    "max_completion_length",
+    "reward",
+    "accept_threshold",
+    "prompt_template",
+    "system_prompt",
+    "prompt_column",
+    "answer_column",
+    "rollout_backend",
+    "rollout_batch_size",
+    "vllm_gpu_memory_utilization",
+    "mixed_precision",
+    "attn_implementation",
+    "seed",
+)
+DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
 def _add_eval(commands: argparse._SubParsersAction) -> None:
+    import dataclasses
+    import typing
+
     from gvm_raft.config import TrainConfig
 
+    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(TrainConfig)}
     defaults = TrainConfig()
     cmd = commands.add_parser(
         "eval",
         help="accuracy, greedy accuracy, pass@k and majority vote of a model on benchmark files",
-        description="Evaluate a Hugging Face causal LM on one or more benchmark files (JSON "
-        "lines / parquet / saved dataset): per benchmark and averaged, as a markdown table and, "
-        "with --out, a JSON file.",
+        description="Evaluate a Hugging Face causal LM (or a checkpoint's model/) on one or more "
+        "benchmark files (JSON lines / parquet / saved dataset): per benchmark and averaged, as "
+        "a markdown table and, with --out, a JSON file. Options are the training config's "
+        "settings of the same name (defaults: --config's values, else the training defaults); "
+        "mixed_precision sets the weights' dtype of the transformers backend.",
     )
     cmd.add_argument("model", help="Hugging Face causal LM directory (e.g. a checkpoint's model/)")
     cmd.add_argument("data", nargs="+", help="benchmark files; each is named by its file stem")
     cmd.add_argument(
-        "--samples", type=at_least(0), default=4, help="k samples per problem (0 = none)"
+        "--config", help="a training config or a run's config.yaml whose settings are defaults"
     )
-    cmd.add_argument("--temperature", type=float, default=1.0, help="temperature of the k samples")
-    cmd.add_argument("--top-p", type=float, default=1.0, help="nucleus threshold of the samples")
-    cmd.add_argument(
-        "--max-new-tokens", type=at_least(1), default=1024, help="tokens per completion"
-    )
-    cmd.add_argument(
-        "--greedy",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also report greedy accuracy",
-    )
-    cmd.add_argument("--reward", default="math", help="math, arithmetic or module:function")
-    cmd.add_argument("--accept-threshold", type=float, default=1.0, help="reward counted correct")
-    cmd.add_argument("--prompt-template", default="auto", help="auto, chat, plain or a format")
-    cmd.add_argument("--system-prompt", default=defaults.system_prompt, help="chat instruction")
-    cmd.add_argument("--prompt-column", default="problem", help="column of the problem text")
-    cmd.add_argument("--answer-column", default="answer", help="column of the reference answer")
-    cmd.add_argument(
-        "--max-prompts", type=at_least(1), default=None, help="first N problems per file"
-    )
-    cmd.add_argument(
-        "--backend", choices=("hf", "vllm"), default="hf", help="generation engine (vllm: GPU)"
-    )
-    cmd.add_argument(
-        "--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory"
-    )
-    cmd.add_argument(
-        "--batch-size", type=at_least(1), default=64, help="sequences per generate call (hf)"
-    )
-    cmd.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        default="float32",
-        help="weights and compute of the hf backend (bfloat16 halves GPU memory)",
-    )
-    cmd.add_argument("--attn-implementation", help="hf attention kernel: sdpa, flash_attention_2")
-    cmd.add_argument("--seed", type=at_least(0), default=0, help="sampling seed")
+    hints = typing.get_type_hints(TrainConfig)
+    for name in EVAL_SETTINGS:
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{docs[name]} (training default: {getattr(defaults, name)})"
+        kinds = [k for k in typing.get_args(hints[name]) or [hints[name]] if k is not type(None)]
+        if kinds[0] is bool:
+            cmd.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            kind = kinds[0] if kinds[0] in (int, float) else str
+            cmd.add_argument(flag, type=kind, help=help_text)
     cmd.add_argument("--out", help="also write the results as JSON here")
     cmd.set_defaults(handler=_run_eval)
+
+
+def _eval_config(args: argparse.Namespace) -> Any:
+    """The training config (--config's or the defaults) with the given options applied; its
+    checks name a bad value by its setting."""
+    import dataclasses
+
+    from gvm_raft.config import TrainConfig, load_config
+
+    base = load_config(args.config) if args.config else TrainConfig()
+    given = {name: getattr(args, name) for name in EVAL_SETTINGS}
+    config = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    if not (config.eval_greedy or config.eval_samples):
+        raise UserError("eval_samples must be > 0 unless eval_greedy is on")
+    return config
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -316,31 +328,32 @@ def _run_eval(args: argparse.Namespace) -> int:
     from gvm_raft.rewards import close_reward, load_reward
     from gvm_raft.rollout.base import SamplingParams
 
-    if args.samples < 0 or not (args.greedy or args.samples):
-        raise ValueError("--samples must be >= 0, and > 0 unless --greedy is on")
+    config = _eval_config(args)
     names = [Path(p).stem for p in args.data]
     if len(set(names)) < len(names):
         names = list(args.data)
     benchmarks = {
-        name: load_prompts(path, args.prompt_column, args.answer_column)[: args.max_prompts]
+        name: load_prompts(path, config.prompt_column, config.answer_column)[
+            : config.eval_max_prompts
+        ]
         for name, path in zip(names, args.data, strict=True)
     }
     tokenizer = load_tokenizer(args.model, "model")
-    rollout = _eval_rollout(args, tokenizer)
-    reward_fn = load_reward(args.reward)
+    rollout = _eval_rollout(args.model, config, tokenizer)
+    reward_fn = load_reward(config.reward, config.reward_timeout)
     try:
         results = evaluate_benchmarks(
             rollout,
             benchmarks,
             lambda problem: render_prompt(
-                tokenizer, problem, args.prompt_template, args.system_prompt
+                tokenizer, problem, config.prompt_template, config.system_prompt
             ),
             reward_fn,
-            args.samples,
-            SamplingParams(args.temperature, args.top_p, args.max_new_tokens),
-            args.seed,
-            args.greedy,
-            args.accept_threshold,
+            config.eval_samples,
+            SamplingParams(config.eval_temperature, config.top_p, config.max_completion_length),
+            config.seed,
+            config.eval_greedy,
+            config.accept_threshold,
         )
     finally:
         close_reward(reward_fn)
@@ -350,27 +363,79 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_rollout(args: argparse.Namespace, tokenizer: Any) -> Any:
+def _eval_rollout(model_path: str, config: Any, tokenizer: Any) -> Any:
     """The generation backend of ``gvm-raft eval``: transformers generate or a vLLM engine."""
     import torch
 
+    from gvm_raft.config import ConfigError
     from gvm_raft.models import load_causal_lm
     from gvm_raft.rollout.hf import HFRollout
 
-    if args.backend == "vllm":
+    if config.rollout_backend == "vllm":
         from gvm_raft.rollout.vllm import VLLMRollout, check_vllm_installed
 
         try:
             check_vllm_installed()
         except ImportError as err:
-            raise ValueError(f"--backend vllm: {err}; or use --backend hf") from None
-        return VLLMRollout(args.model, tokenizer, args.gpu_memory_utilization)
-    model = load_causal_lm(
-        args.model, "model", getattr(torch, args.dtype), args.attn_implementation
-    )
+            raise ConfigError(f"rollout_backend=vllm: {err}; or use rollout_backend=hf") from None
+        return VLLMRollout(model_path, tokenizer, config.vllm_gpu_memory_utilization)
+    dtype = getattr(torch, DTYPES[config.mixed_precision])
+    model = load_causal_lm(model_path, "model", dtype, config.attn_implementation)
     if torch.cuda.is_available():
         model = model.cuda()
-    return HFRollout(model, tokenizer, args.batch_size)
+    return HFRollout(model, tokenizer, config.rollout_batch_size)
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    from gvm_raft.compare import STRATEGIES, ablations
+
+    arm_names = [*STRATEGIES, *ablations(8, 64)]
+    cmd = commands.add_parser(
+        "compare",
+        help="allocation strategies against uniform allocation, over seeds, on your config",
+        description="Train every arm (an allocation strategy or a GVM ablation, for every "
+        "algorithm) for every seed from the same config, paired (same base model, prompts and "
+        "evaluation seeds), then write results.md: accuracy, mean accuracy over iterations and "
+        "step- and compute-matched speed-ups against uniform with 95% bootstrap intervals over "
+        "seeds, and plots. Runs resume; finished runs are only read. Arms: "
+        + ", ".join(arm_names)
+        + " (gvm-steps-xN takes N = num_generations).",
+        **_config_keys_epilog(),
+    )
+    cmd.add_argument("config", help="YAML config every arm starts from")
+    cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    cmd.add_argument("--arms", nargs="+", default=["uniform", "gvm"], help="arms (with uniform)")
+    cmd.add_argument("--algorithms", nargs="+", default=None, help="default: the config's")
+    cmd.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every arm")
+    cmd.add_argument("--out", default="runs/compare", help="directory of the runs and results")
+    cmd.add_argument(
+        "--report-only", action="store_true", help="train nothing: report the finished runs"
+    )
+    cmd.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gvm_raft.compare import STRATEGIES, make_arms, run_arms, write_results
+    from gvm_raft.config import load_config
+
+    if "uniform" not in args.arms:
+        raise UserError("--arms must include uniform: every comparison is against it")
+    config = load_config(args.config, args.overrides)
+    algorithms = args.algorithms or [config.algorithm]
+    strategies = [a for a in args.arms if a in STRATEGIES]
+    variants = [a for a in args.arms if a not in STRATEGIES]
+    arms = make_arms(
+        algorithms, strategies, variants, config.num_generations, config.mini_batch_size
+    )
+    out = Path(args.out)
+    results = run_arms(
+        arms, args.seeds, args.config, out, args.overrides, train_missing=not args.report_only
+    )
+    baselines = {a: f"{a}/uniform" for a in algorithms if f"{a}/uniform" in results}
+    print(write_results(results, out, baselines))
+    return 0
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
@@ -394,7 +459,7 @@ def _run_report(args: argparse.Namespace) -> int:
     runs = [Path(run) for run in args.runs]
     for run in runs:
         if not (run / "metrics.jsonl").exists():
-            raise ValueError(f"{run} has no metrics.jsonl: pass run directories of gvm-raft train")
+            raise UserError(f"{run} has no metrics.jsonl: pass run directories of gvm-raft train")
     print(write_report(runs, Path(args.out)))
     return 0
 
@@ -405,7 +470,7 @@ def _add_stats(commands: argparse._SubParsersAction) -> None:
         help="export a run iteration's per-prompt statistics in the allocate format",
         description="Write the per-prompt statistics (p_i, G_i) a training run estimated in one "
         "iteration as JSON lines that `gvm-raft allocate` reads (plus each prompt's dataset "
-        "row as prompt_index).",
+        "row id as row_id).",
     )
     cmd.add_argument("run", help="run directory of gvm-raft train")
     cmd.add_argument("--iteration", type=int, default=None, help="iteration (default: last)")
@@ -418,20 +483,20 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from gvm_raft.checkpoint import ALLOCATIONS_FILE
     from gvm_raft.fileio import read_jsonl
-    from gvm_raft.run import ALLOCATIONS_FILE
     from gvm_raft.stats import PromptStats, write_prompt_stats
 
     rows = read_jsonl(Path(args.run) / ALLOCATIONS_FILE)
     if not rows:
-        raise ValueError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")
+        raise UserError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")
     chosen = [r for r in rows if args.iteration in (None, r["iteration"])]
     if not chosen:
         done = ", ".join(str(r["iteration"]) for r in rows)
-        raise ValueError(f"--iteration {args.iteration} is not in the run (iterations: {done})")
+        raise UserError(f"--iteration {args.iteration} is not in the run (iterations: {done})")
     row = chosen[-1]
     stats = PromptStats(np.array(row["grad_norm"]), np.array(row["accept_rate"]))
-    write_prompt_stats(args.out, stats, row["prompt_index"])
+    write_prompt_stats(args.out, stats, row["row_id"])
     print(f"iteration {row['iteration']}: {len(row['grad_norm'])} prompts -> {args.out}")
     return 0
 

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
-from gvm_raft.allocation import METHODS as ALLOCATION_METHODS
+from gvm_raft.allocation import Strategy
+from gvm_raft.errors import ConfigError
 from gvm_raft.gradnorm import PARAMETER_GROUPS
 from gvm_raft.losses import LOSS_TYPES
 
@@ -92,11 +93,12 @@ class TrainConfig:
     )
 
     # Allocation
-    allocation: Literal["gvm", "uniform", "knapsack"] = doc(
-        "'gvm', 'uniform' (the baseline) or 'knapsack' (Knapsack-RL, from stage-1 p_i)",
+    allocation: Strategy = doc(  # noqa: RUF009 (Strategy is a Literal: immutable)
+        "'gvm' (the integer minimiser of the gradient variance), 'gvm-rounding' (the "
+        "reference's rounded continuous optimum), 'uniform' (the baseline) or 'knapsack' "
+        "(Knapsack-RL, from stage-1 p_i)",
         default="gvm",
     )
-    allocation_method: str = doc("integer rule: 'rounding' (reference) or 'exact'", default="exact")
     gvm_alpha: float = doc("alpha of q = p + alpha / p^(beta - 1)", default=1e-3)
     gvm_beta: float = doc("beta of q = p + alpha / p^(beta - 1)", default=2.0)
     min_generations: int = doc("minimum samples per prompt (raised to k when reusing)", default=0)
@@ -229,15 +231,10 @@ def config_reference() -> str:
     )
 
 
-class ConfigError(ValueError):
-    """A configuration the user must fix; the message names the key."""
-
-
 def validate(config: TrainConfig) -> None:
     _check_types(config)
     _check_ranges(config)
     choices = {
-        "allocation_method": ALLOCATION_METHODS[:2],
         "grad_norm_group": PARAMETER_GROUPS,
         "loss_type": LOSS_TYPES,
     }
@@ -443,7 +440,17 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+# Settings that were renamed or merged: a config (or an old run's config.yaml) using one is
+# refused with its replacement.
+RENAMED = {
+    "allocation_method": "allocation_method was merged into allocation: use allocation=gvm "
+    "(was allocation_method=exact) or allocation=gvm-rounding (was allocation_method=rounding)",
+}
+
+
 def _check_key(key: str) -> None:
+    if key in RENAMED:
+        raise ConfigError(RENAMED[key])
     if key not in FIELD_NAMES:
         close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -18,15 +18,17 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from gvm_raft.fileio import LogFileError, read_jsonl
+from gvm_raft.errors import ConfigError, DataError, LogFileError
+from gvm_raft.fileio import read_jsonl
 from gvm_raft.rewards.boxed import last_boxed
 
 
 @dataclass(frozen=True)
 class PromptRow:
-    """One training or test prompt: its dataset index, text, answer and other columns."""
+    """One training or test prompt: its row id (position in the dataset file), text, answer
+    and other columns."""
 
-    index: int
+    row_id: int
     problem: str
     answer: str
     columns: dict[str, Any]
@@ -35,7 +37,7 @@ class PromptRow:
 def load_prompts(
     path: str | Path, prompt_column: str = "problem", answer_column: str = "answer"
 ) -> list[PromptRow]:
-    """Rows of a dataset file or directory; ``index`` is the row's position in the file."""
+    """Rows of a dataset file or directory; ``row_id`` is the row's position in the file."""
     import datasets
 
     source = Path(path)
@@ -48,21 +50,19 @@ def load_prompts(
         suffix = source.suffix.lower()
         kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(suffix)
         if kind is None:
-            raise ValueError(
-                f"dataset {source}: use .jsonl, .json, .parquet or a saved dataset dir"
-            )
+            raise DataError(f"dataset {source}: use .jsonl, .json, .parquet or a saved dataset dir")
         if _blank(source):
-            raise ValueError(f"dataset {source} is empty: it holds no rows")
+            raise DataError(f"dataset {source} is empty: it holds no rows")
         try:
             dataset = datasets.load_dataset(kind, data_files=str(source), split="train")
         except Exception as err:
-            raise ValueError(_unreadable(source, err)) from err
+            raise DataError(_unreadable(source, err)) from err
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset[next(iter(dataset))]
     for column in (prompt_column, answer_column):
         if column not in dataset.column_names:
             columns = ", ".join(dataset.column_names)
-            raise ValueError(
+            raise DataError(
                 f"dataset {source} has no column {column!r} (columns: {columns}); "
                 "set prompt_column / answer_column"
             )
@@ -79,7 +79,7 @@ def load_prompts(
             stacklevel=2,
         )
     if not rows:
-        raise ValueError(f"dataset {source} has no usable rows")
+        raise DataError(f"dataset {source} has no usable rows")
     return rows
 
 
@@ -162,7 +162,7 @@ def render_prompt(
         return f"{problem}\n"
     if template == "chat":
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise ConfigError(
                 "prompt_template=chat but the tokenizer has no chat template; use plain"
             )
         content = f"{problem} {system_prompt}".strip()
@@ -170,7 +170,7 @@ def render_prompt(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
         )
     if "{problem}" not in template:
-        raise ValueError(
+        raise ConfigError(
             "prompt_template must be auto, chat, plain or a format string with {problem}"
         )
     return template.replace("{problem}", problem)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from gvm_raft.data import PromptRow
+from gvm_raft.errors import UserError
 from gvm_raft.gradnorm import ParameterGroup, per_sample_grad_norms
 from gvm_raft.logprobs import collate, token_log_probs
 from gvm_raft.rewards import RewardFn
@@ -25,44 +26,39 @@ from gvm_raft.stats import mean_accepted_grad_norm
 
 @dataclass
 class ScoredSample:
-    """A response with its prompt's tokens, reward and acceptance."""
+    """A response (with its prompt's tokens), its reward and acceptance.
 
-    prompt_position: int  # position of the prompt in the iteration's batch (its GRPO group)
-    prompt_ids: list[int]
+    group_id: the group whose rewards GRPO normalises together: the prompt's position in the
+        iteration's batch (refill prompts of dynamic filtering continue the numbering).
+    """
+
+    group_id: int
     sample: Sample
     reward: float
     accepted: bool
-    stage: int
     weight: float = 1.0  # M-step weight of the sample (sample_weighting)
 
 
 def sample_and_score(
     backend: RolloutBackend,
-    tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[PromptRow],
     prompts: Sequence[str],
-    counts: Sequence[int],
+    n_samples: Sequence[int],
     params: SamplingParams,
     seed: int,
     reward_fn: RewardFn,
     accept_threshold: float,
-    stage: int,
-    positions: Sequence[int] | None = None,
+    group_ids: Sequence[int] | None = None,
 ) -> list[list[ScoredSample]]:
-    """counts[i] scored samples of prompt i (grouped per prompt); prompt i's samples carry
-    prompt_position positions[i] (default i), the group id of GRPO."""
-    positions = list(range(len(prompts))) if positions is None else list(positions)
-    generated = backend.generate(prompts, counts, params, seed)
+    """n_samples[i] scored samples of prompt i (grouped per prompt), carrying group_ids[i]
+    (default i)."""
+    group_ids = list(range(len(prompts))) if group_ids is None else list(group_ids)
+    generated = backend.generate(prompts, n_samples, params, seed)
     flat = [(i, s) for i, group in enumerate(generated) for s in group]
     rewards = score(reward_fn, rows, prompts, [i for i, _ in flat], [s.text for _, s in flat])
-    prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
     scored: list[list[ScoredSample]] = [[] for _ in prompts]
     for (i, sample), reward in zip(flat, rewards, strict=True):
-        scored[i].append(
-            ScoredSample(
-                positions[i], prompt_ids[i], sample, reward, reward >= accept_threshold, stage
-            )
-        )
+        scored[i].append(ScoredSample(group_ids[i], sample, reward, reward >= accept_threshold))
     return scored
 
 
@@ -81,7 +77,7 @@ def score(
     columns["answer"] = [rows[i].answer for i in owners]
     rewards = reward_fn([prompts[i] for i in owners], list(completions), **columns)
     if len(rewards) != len(completions):
-        raise ValueError(
+        raise UserError(
             f"the reward function gave {len(rewards)} rewards for {len(completions)} completions"
         )
     missing = sum(r is None for r in rewards)
@@ -94,7 +90,8 @@ def collate_samples(samples: Sequence[ScoredSample], pad_id: int) -> dict[str, t
     """Left-padded prompt + response tensors (see ``logprobs.collate``), plus the rollout
     log-probs aligned with the response mask, rewards, acceptance and group ids."""
     batch = collate(
-        [(s.prompt_ids + s.sample.token_ids, len(s.prompt_ids)) for s in samples], pad_id
+        [(s.sample.prompt_ids + s.sample.token_ids, len(s.sample.prompt_ids)) for s in samples],
+        pad_id,
     )
     mask = batch.pop("completion_mask")
     old_log_probs = torch.zeros_like(mask)
@@ -106,7 +103,7 @@ def collate_samples(samples: Sequence[ScoredSample], pad_id: int) -> dict[str, t
         "rewards": torch.tensor([s.reward for s in samples]),
         "accepted": torch.tensor([s.accepted for s in samples]),
         "weights": torch.tensor([s.weight for s in samples]),
-        "groups": torch.tensor([s.prompt_position for s in samples]),
+        "groups": torch.tensor([s.group_id for s in samples]),
     }
 
 

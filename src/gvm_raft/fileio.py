@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gvm_raft.errors import LogFileError
+
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` so that readers see either the old file or the whole new one."""
@@ -27,10 +29,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class LogFileError(ValueError):
-    """A JSON lines file that cannot be read; the message names the file and the line."""
 
 
 def read_jsonl(path: str | os.PathLike[str], drop_torn_tail: bool = False) -> list[dict]:

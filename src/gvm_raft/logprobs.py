@@ -37,19 +37,26 @@ def log_probs_of(
     return scaled.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - scaled.logsumexp(-1)
 
 
+def left_pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask (B, T) of token lists padded on the left to the longest."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
+    return input_ids, attention_mask
+
+
 def collate(rows: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Left-padded batch of (prompt + completion ids, prompt length) rows: input_ids and
     attention_mask (B, T), and completion_mask (B, T - 1) whose entry t marks that token t + 1
     belongs to the completion, aligned with token_log_probs."""
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    input_ids, attention_mask = left_pad([ids for ids, _ in rows], pad_id)
+    width = input_ids.shape[1]
     completion_mask = torch.zeros((len(rows), width - 1))
     for row, (ids, prompt_len) in enumerate(rows):
-        offset = width - len(ids)
-        input_ids[row, offset:] = torch.tensor(ids)
-        attention_mask[row, offset:] = 1
-        completion_mask[row, offset + prompt_len - 1 :] = 1.0
+        completion_mask[row, width - len(ids) + prompt_len - 1 :] = 1.0
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,

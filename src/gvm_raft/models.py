@@ -13,9 +13,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-
-class ModelLoadError(ValueError):
-    """A model or tokenizer directory that cannot be loaded; the message names the setting."""
+from gvm_raft.errors import ModelLoadError
 
 
 def _explain(path: str | Path, what: str, setting: str, err: Exception) -> ModelLoadError:

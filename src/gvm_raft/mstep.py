@@ -30,23 +30,32 @@ from gvm_raft.sharding import backward, micro_batch, optimizer_step
 def advantages_for(config: TrainConfig, samples: Sequence[ScoredSample]) -> torch.Tensor:
     rewards = torch.tensor([s.reward for s in samples])
     if config.algorithm == "grpo":
-        groups = [s.prompt_position for s in samples]
+        groups = [s.group_id for s in samples]
         return grpo_advantages(rewards, groups, singleton=config.singleton_advantage)
     return rewards.clamp(min=0.0) * torch.tensor([s.weight for s in samples])
 
 
+@dataclass
+class Learner:
+    """What an M-step updates: the model as the engine prepared it, its KL reference (None
+    without a KL term), the optimizer and learning-rate schedule, and the pad token id."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    ref_model: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    pad_id: int
+
+
 def update_policy(
     config: TrainConfig,
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    ref_model: torch.nn.Module | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    learner: Learner,
     samples: Sequence[ScoredSample],
-    pad_id: int,
     rng: np.random.Generator,
 ) -> dict[str, float]:
-    """Run ppo_epochs passes of mini-batch steps; returns mean metrics and the step count.
+    """Run ppo_epochs passes of mini-batch steps (``rng`` shuffles the batch); returns mean
+    metrics and the step count.
 
     Every process holds the same samples and the same order; each takes every world-th sample
     of a mini-batch, and its loss is scaled so that the data-parallel average of the processes'
@@ -59,6 +68,7 @@ def update_policy(
     if not samples:
         return {"optimizer_steps": 0}
     advantages = advantages_for(config, samples)
+    accelerator, model = learner.accelerator, learner.model
     rank, world = accelerator.process_index, accelerator.num_processes
     sums: dict[str, float] = defaultdict(float)
     grad_norms: list[float] = []
@@ -70,10 +80,7 @@ def update_policy(
             share = math.ceil(len(chosen) / world)
             metrics, grad_norm = _step(
                 config,
-                accelerator,
-                model,
-                ref_model,
-                optimizer,
+                learner,
                 MiniBatch(
                     samples=[samples[i] for i in mine],
                     advantages=advantages[mine],
@@ -82,9 +89,8 @@ def update_policy(
                     micro_batches=math.ceil(share / config.micro_batch_size),
                     filler=samples[chosen[0]],
                 ),
-                pad_id,
             )
-            scheduler.step()
+            learner.scheduler.step()
             grad_norms.append(grad_norm)
             for key, value in metrics.items():
                 sums[key] += value
@@ -127,19 +133,14 @@ class MiniBatch:
 
 
 def _step(
-    config: TrainConfig,
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    ref_model: torch.nn.Module | None,
-    optimizer: torch.optim.Optimizer,
-    batch: MiniBatch,
-    pad_id: int,
+    config: TrainConfig, learner: Learner, batch: MiniBatch
 ) -> tuple[dict[str, float], float]:
     """Accumulate the mini-batch's gradient over micro-batches, clip, and step.
 
     Each process's loss is multiplied by the process count: data-parallel training averages
     gradients over processes, and the losses are already normalised by the whole mini-batch.
     """
+    accelerator, model, ref_model = learner.accelerator, learner.model, learner.ref_model
     device = accelerator.device
     size = config.micro_batch_size
     metrics: dict[str, float] = defaultdict(float)
@@ -148,7 +149,7 @@ def _step(
         weight = float(accelerator.num_processes) if chunk else 0.0
         adv = batch.advantages[index * size : (index + 1) * size] if chunk else torch.zeros(1)
         chunk = chunk or [batch.filler]
-        micro = {k: v.to(device) for k, v in collate_samples(chunk, pad_id).items()}
+        micro = {k: v.to(device) for k, v in collate_samples(chunk, learner.pad_id).items()}
         ids, att, mask = micro["input_ids"], micro["attention_mask"], micro["response_mask"]
         last = index == batch.micro_batches - 1
         with micro_batch(accelerator, model, last):
@@ -188,4 +189,4 @@ def _step(
         with torch.no_grad():
             entropy_proxy = -(log_probs * mask).sum() / mask.sum().clamp(min=1.0)
         metrics["neg_log_prob"] += entropy_proxy.item() * share
-    return metrics, optimizer_step(accelerator, model, optimizer, config.max_grad_norm)
+    return metrics, optimizer_step(accelerator, model, learner.optimizer, config.max_grad_norm)

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import yaml
 
+from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
 
 
@@ -34,7 +35,7 @@ def summary_table(run_dirs: list[Path]) -> str:
     for run_dir in run_dirs:
         rows = read_jsonl(run_dir / "metrics.jsonl")
         if not rows:
-            raise ValueError(f"{run_dir} has no metrics.jsonl rows: is it a run directory?")
+            raise UserError(f"{run_dir} has no metrics.jsonl rows: is it a run directory?")
         accuracy = [r["test/accuracy"] for r in rows if "test/accuracy" in r]
         final = rows[-1]
         minutes = sum(r.get("time/iteration", 0.0) for r in rows) / 60
@@ -82,7 +83,7 @@ def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
     for ax, (run_dir, last) in zip(axes[0], runs, strict=True):
         points = ax.scatter(
-            last["accept_rate"], last["samples"], c=last["grad_norm"], cmap="viridis", s=18
+            last["accept_rate"], last["n_samples"], c=last["grad_norm"], cmap="viridis", s=18
         )
         fig.colorbar(points, ax=ax, label="gradient norm G_i")
         ax.set_xlabel("acceptance rate p_i (stage 1)")

@@ -1,7 +1,8 @@
-"""A run's parts and its directory: set-up (model, optimizer, data, rollout backend, reward,
-trackers), resume, atomic checkpoints, and the metrics and allocation logs.
+"""A run's parts: set-up (model, optimizer, data, rollout backend, reward, trackers), the
+policy's sync after an update, and the metrics and allocation logs. Checkpoints and resume
+live in checkpoint.py.
 
-Only the main process writes; every process reads the same checkpoint when resuming.
+Only the main process writes.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,43 +19,28 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
-    engine_state_dir,
+    ALLOCATIONS_FILE,
+    METRICS_FILE,
+    check_resumable,
     latest_checkpoint,
-    load_scheduler,
-    load_state,
-    read_optimizer_state,
     remove_staging,
-    save_checkpoint,
 )
-from gvm_raft.config import (
-    ConfigError,
-    TrainConfig,
-    check_resume_matches,
-    load_config,
-    save_config,
-)
+from gvm_raft.config import ConfigError, TrainConfig, save_config
 from gvm_raft.data import PromptRow, load_prompts
-from gvm_raft.fileio import read_jsonl, write_jsonl
 from gvm_raft.models import enable_activation_checkpointing, load_causal_lm, load_tokenizer
+from gvm_raft.mstep import Learner
 from gvm_raft.rewards import RewardFn, close_reward, load_reward
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.sharding import (
     check_engine_available,
     configure_deepspeed,
-    load_engine_state,
-    load_optimizer_state,
     loading_whole_models,
     make_replica,
-    optimizer_state,
     refresh_replica,
-    save_engine_state,
     uses_deepspeed,
 )
 from gvm_raft.stats import PromptStats, RunningPromptStats
-
-METRICS_FILE = "metrics.jsonl"
-ALLOCATIONS_FILE = "allocations.jsonl"
 
 
 @dataclass
@@ -86,6 +71,18 @@ class Run:
     totals: dict[str, float]
     progress: bool
 
+    @property
+    def learner(self) -> Learner:
+        """The M-step's view of the run."""
+        return Learner(
+            self.accelerator,
+            self.model,
+            self.ref_model,
+            self.optimizer,
+            self.scheduler,
+            self.tokenizer.pad_token_id,
+        )
+
 
 def setup(config: TrainConfig, progress: bool) -> Run:
     """Load data, reward and model, and prepare the run directory. Data and reward come first,
@@ -96,13 +93,7 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     run_dir = Path(config.output_dir)
     if int(os.environ.get("RANK", "0")) == 0:  # the main process; the engine starts later
         remove_staging(run_dir)
-    if latest_checkpoint(run_dir) is not None and not config.resume:
-        raise ConfigError(
-            f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
-            "output_dir"
-        )
-    if config.resume and latest_checkpoint(run_dir) is not None:
-        check_resume_matches(load_config(run_dir / "config.yaml"), config, run_dir)
+    check_resumable(config, run_dir)
     check_engine_available()
     check_backend_available(config)
     train_rows, test_rows = load_datasets(config)
@@ -255,66 +246,11 @@ def make_backend(
     return VLLMRollout(source, tokenizer, config.vllm_gpu_memory_utilization, progress=progress)
 
 
-def resume_point(run: Run) -> int:
-    """Restore the latest checkpoint's optimizer, statistics and counters; its iteration or 0.
-
-    Metric rows beyond the checkpoint (written before a kill) are dropped; they are recomputed.
-    """
-    checkpoint = latest_checkpoint(run.run_dir) if run.config.resume else None
-    iteration = 0
-    if checkpoint is not None:
-        state = load_state(checkpoint)
-        iteration = int(state["iteration"])
-        if uses_deepspeed(run.accelerator):
-            load_engine_state(
-                run.model,
-                engine_state_dir(run.run_dir, iteration),
-                run.accelerator.num_processes,
-            )
-        else:
-            load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
-        load_scheduler(checkpoint, run.scheduler)
-        run.stats.load_state_dict(state["stats"])
-        run.totals.update(state["totals"])
-    if run.accelerator.is_main_process:
-        for name in (METRICS_FILE, ALLOCATIONS_FILE):
-            path = run.run_dir / name
-            if not path.exists():
-                continue
-            rows = read_jsonl(path, drop_torn_tail=True)
-            write_jsonl(path, [r for r in rows if checkpoint and r["iteration"] <= iteration])
-    run.accelerator.wait_for_everyone()
-    return iteration
-
-
 def sync_policy(run: Run) -> None:
     """After an update: refresh the whole-parameter policy (when sharded) and the backend."""
     if run.policy is not run.accelerator.unwrap_model(run.model):
         refresh_replica(run.model, run.policy)
     run.backend.sync_weights(run.policy)
-
-
-def save(run: Run, iteration: int) -> None:
-    tic = time.perf_counter()
-    optimizer = None
-    if uses_deepspeed(run.accelerator):
-        save_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
-    else:
-        optimizer = optimizer_state(run.model, run.optimizer)
-    if run.accelerator.is_main_process:
-        save_checkpoint(
-            run.run_dir,
-            iteration,
-            run.policy,
-            run.tokenizer,
-            optimizer,
-            run.scheduler,
-            {"stats": run.stats.state_dict(), "totals": run.totals},
-            keep=run.config.keep_checkpoints,
-        )
-    run.accelerator.wait_for_everyone()
-    if run.progress and run.accelerator.is_main_process:
-        print(f"  checkpoint saved in {time.perf_counter() - tic:.1f}s", flush=True)
 
 
 def log(run: Run, metrics: dict) -> None:
@@ -353,17 +289,24 @@ def summary_line(metrics: dict) -> str:
 
 
 def record_allocation(
-    run: Run, iteration: int, rows: list[PromptRow], estimates: PromptStats, sizes: np.ndarray
+    run: Run,
+    iteration: int,
+    rows: list[PromptRow],
+    estimates: PromptStats,
+    n_samples: np.ndarray,
+    fallback: str | None,
 ) -> None:
-    """Per-prompt acceptance, gradient norm and batch size of the iteration (for reports)."""
+    """The iteration's prompts (dataset row ids), their estimated p_i and G_i, the samples
+    each got, and why the strategy fell back to uniform (null when it did not)."""
     if not run.accelerator.is_main_process:
         return
     row = {
         "iteration": iteration,
-        "prompt_index": [r.index for r in rows],
+        "row_id": [r.row_id for r in rows],
         "accept_rate": estimates.accept_rates.tolist(),
         "grad_norm": estimates.grad_norms.tolist(),
-        "samples": sizes.tolist(),
+        "n_samples": n_samples.tolist(),
+        "fallback": fallback,
     }
     with open(run.run_dir / ALLOCATIONS_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")

@@ -28,11 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gvm_raft.errors import StatsFileError
 from gvm_raft.fileio import atomic_write_text
-
-
-class StatsFileError(ValueError):
-    """A statistics file that cannot be used; the message names the file, line and field."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ def mean_accepted_grad_norm(norms: list[list[float]]) -> np.ndarray:
 
 
 class RunningPromptStats:
-    """Estimates per prompt id (a dataset index), blended across iterations.
+    """Estimates per prompt (keyed by its dataset row id), blended across iterations.
 
     decay: weight of the previous estimate when a prompt is seen again (0 = latest only).
     prior: Beta(a, b) prior of the acceptance rate.
@@ -78,7 +75,7 @@ class RunningPromptStats:
 
     def update(
         self,
-        prompt_ids: list[int],
+        row_ids: list[int],
         accepted: np.ndarray,
         sampled: np.ndarray,
         grad_norms: np.ndarray,
@@ -87,36 +84,36 @@ class RunningPromptStats:
         module docstring); returns the estimates of these prompts."""
         rates = accept_rate_estimate(accepted, sampled, self.prior)
         plain = self.decay == 0 and not self.smoothed
-        for pid, rate, norm, count in zip(prompt_ids, rates, grad_norms, accepted, strict=True):
-            if pid in self.accept_rate:
-                rate = self.decay * self.accept_rate[pid] + (1 - self.decay) * rate
-            self.accept_rate[pid] = float(rate)
+        for row_id, rate, norm, count in zip(row_ids, rates, grad_norms, accepted, strict=True):
+            if row_id in self.accept_rate:
+                rate = self.decay * self.accept_rate[row_id] + (1 - self.decay) * rate
+            self.accept_rate[row_id] = float(rate)
             if count > 0:
-                if pid in self.grad_norm:
-                    norm = self.decay * self.grad_norm[pid] + (1 - self.decay) * norm
-                self.grad_norm[pid] = float(norm)
+                if row_id in self.grad_norm:
+                    norm = self.decay * self.grad_norm[row_id] + (1 - self.decay) * norm
+                self.grad_norm[row_id] = float(norm)
             elif plain:
-                self.grad_norm[pid] = 0.0
-        return self.estimates(prompt_ids)
+                self.grad_norm[row_id] = 0.0
+        return self.estimates(row_ids)
 
     @property
     def smoothed(self) -> bool:
         return sum(self.prior) > 0
 
-    def estimates(self, prompt_ids: list[int]) -> PromptStats:
+    def estimates(self, row_ids: list[int]) -> PromptStats:
         """Current estimates; p of a prompt never seen is the prior mean (or 0); G never
         observed is, with a prior, the median of the observed G of these prompts, else 0."""
         unseen = float(accept_rate_estimate(np.zeros(1), np.zeros(1), self.prior)[0])
-        observed = [self.grad_norm[pid] for pid in prompt_ids if pid in self.grad_norm]
+        observed = [self.grad_norm[row_id] for row_id in row_ids if row_id in self.grad_norm]
         fallback = float(np.median(observed)) if self.smoothed and observed else 0.0
         return PromptStats(
-            grad_norms=np.array([self.grad_norm.get(pid, fallback) for pid in prompt_ids]),
-            accept_rates=np.array([self.accept_rate.get(pid, unseen) for pid in prompt_ids]),
+            grad_norms=np.array([self.grad_norm.get(row_id, fallback) for row_id in row_ids]),
+            accept_rates=np.array([self.accept_rate.get(row_id, unseen) for row_id in row_ids]),
         )
 
-    def seen(self, prompt_ids: list[int]) -> np.ndarray:
+    def seen(self, row_ids: list[int]) -> np.ndarray:
         """Whether each prompt has estimates from an earlier visit."""
-        return np.array([pid in self.accept_rate for pid in prompt_ids], dtype=bool)
+        return np.array([row_id in self.accept_rate for row_id in row_ids], dtype=bool)
 
     def state_dict(self) -> dict:
         return {
@@ -160,15 +157,15 @@ def read_prompt_stats(path: str | os.PathLike[str]) -> PromptStats:
 
 
 def write_prompt_stats(
-    path: str | os.PathLike[str], stats: PromptStats, prompt_ids: Sequence[int] | None = None
+    path: str | os.PathLike[str], stats: PromptStats, row_ids: Sequence[int] | None = None
 ) -> None:
-    """Write statistics in the format read_prompt_stats reads (atomically); ``prompt_ids``
-    (the prompts' dataset rows) go in an extra ``prompt_index`` field that readers ignore."""
+    """Write statistics in the format read_prompt_stats reads (atomically); ``row_ids``
+    (the prompts' dataset row ids) go in an extra ``row_id`` field that readers ignore."""
     lines = []
     for i, (g, p) in enumerate(zip(stats.grad_norms, stats.accept_rates, strict=True)):
         row = {"index": i, "grad_norm": float(g), "accept_rate": float(p)}
-        if prompt_ids is not None:
-            row["prompt_index"] = int(prompt_ids[i])
+        if row_ids is not None:
+            row["row_id"] = int(row_ids[i])
         lines.append(json.dumps(row))
     atomic_write_text(path, "\n".join(lines) + "\n")
 

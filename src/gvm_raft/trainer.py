@@ -1,24 +1,23 @@
-"""The EM loop: stage 1, allocate, stage 2, update, evaluate, save.
+"""The EM loop: stage 1, estimates, allocation, stage 2, M-step, evaluation, record, save.
 
-Uniform and GVM runs share every line except the allocation call (``allocate_samples``).
-Everything random derives from (seed, iteration), so a resumed run repeats an uninterrupted one.
+``run_iteration`` reads as the paper's algorithm; each option (online statistics, stage-1
+reuse, dynamic filtering, sample weighting, recomputed pi_old) is one call below it.
+Uniform and GVM runs share every line except the allocation strategy. Every random stream is
+named in seeds.py and derived from (seed, stream, iteration, process, ...), so a resumed run
+repeats an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.allocation import (
-    allocate,
-    allocation_summary,
-    estimator_weights,
-    knapsack_allocate,
-)
+from gvm_raft.allocation import Allocation, allocate, allocation_summary, estimator_weights
+from gvm_raft.checkpoint import resume_point, save_iteration
 from gvm_raft.config import TrainConfig
 from gvm_raft.data import PromptRow, render_prompt
 from gvm_raft.distributed import (
@@ -40,10 +39,9 @@ from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
 from gvm_raft.rollout.base import SamplingParams
-from gvm_raft.run import Run, log, record_allocation, resume_point, save, setup, sync_policy
+from gvm_raft.run import Run, log, record_allocation, setup, sync_policy
+from gvm_raft.seeds import Stream, stream_rng, stream_seed
 from gvm_raft.stats import PromptStats, RunningPromptStats
-
-EVAL_SEED_OFFSET = 7919
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -58,7 +56,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             metrics = run_iteration(run, iteration)
             metrics["time/iteration"] = time.perf_counter() - tic
             log(run, metrics)
-            save(run, iteration)
+            save_iteration(run, iteration)
         run.accelerator.wait_for_everyone()  # no process closes its engine while others sample
     finally:
         close_reward(run.reward_fn)
@@ -71,81 +69,75 @@ def run_iteration(run: Run, iteration: int) -> dict:
     """One EM iteration on a fresh batch of prompts; returns its metrics row."""
     config, timer = run.config, Timer()
     restart_like_the_reference(run)
-    positions = prompt_batch(
-        len(run.train_rows), config.prompts_per_iteration, config.seed, iteration
-    )
-    rows = [run.train_rows[i] for i in positions]
-    ids = [r.index for r in rows]
-    prompts = [render(run, row) for row in rows]
-    k = config.stage1_samples
-
-    stage1 = (
-        sample(run, rows, prompts, [k] * len(rows), iteration, stage=1) if k else [[] for _ in rows]
-    )
-    if config.online_stats:
-        estimates = previous_estimates(run.stats, ids)
-    else:
-        estimates = run.stats.update(ids, *measure(run, stage1))
+    batch = draw_prompts(run, iteration)
+    # Stage 1: k samples per prompt, then the estimates of p_i and G_i
+    stage1 = sample(run, batch, [config.stage1_samples] * batch.size, iteration, Stream.STAGE1)
+    estimates = estimate(run, batch, stage1)
     timer.lap("stage1")
-
-    sizes, fallbacks = allocate_samples(config, estimates)
-    check_identical(run.accelerator, sizes.tolist(), "the allocation")
-    reused = k if config.reuse_stage1 else 0
-    extra = np.maximum(sizes - reused, 0)
-    world = run.accelerator.num_processes
-    process_loads = worker_loads(extra.tolist(), lpt_assign(extra.tolist(), world), world)
+    # Allocation: n_i per prompt, summing to the budget N
+    allocation = allocate_samples(config, estimates)
+    check_identical(run.accelerator, allocation.n_samples.tolist(), "the allocation")
+    reused = config.stage1_samples if config.reuse_stage1 else 0
+    stage2_n_samples = np.maximum(allocation.n_samples - reused, 0)
     timer.lap("allocate")
-
-    stage2 = sample(run, rows, prompts, extra.tolist(), iteration, stage=2)
-    groups = [
-        (g1 if config.reuse_stage1 else []) + g2 for g1, g2 in zip(stage1, stage2, strict=True)
-    ]
-    group_sizes = np.array([len(g) for g in groups])
-    if config.online_stats:
-        visited = [i for i, g in enumerate(groups) if g]
-        accepted, sampled, grad_norms = measure(run, [groups[i] for i in visited])
-        run.stats.update([ids[i] for i in visited], accepted, sampled, grad_norms)
-    filtering: dict[str, float] = {}
-    if config.dynamic_filtering:
-        groups, refills, filtering = refill_informative_groups(run, positions, groups, iteration)
-        stage2 = stage2 + refills
-    batch = weighted_batch(config, groups, estimates)
-    batch = old_log_probs_for(run, batch)
+    # Stage 2: the allocated samples (joined by stage 1's when reused), then the M-step's batch
+    stage2 = sample(run, batch, stage2_n_samples.tolist(), iteration, Stream.STAGE2)
+    groups = join_stages(config, stage1, stage2)
+    n_samples = np.array([len(g) for g in groups])
+    update_online_stats(run, batch, groups)
+    groups, refills, filtering = keep_informative_groups(run, batch, groups, iteration)
+    samples = old_log_probs_for(run, weighted_batch(config, groups, estimates))
     timer.lap("stage2")
-
-    rng = np.random.default_rng([config.seed, iteration, 3])
-    update = update_policy(
-        config,
-        run.accelerator,
-        run.model,
-        run.ref_model,
-        run.optimizer,
-        run.scheduler,
-        batch,
-        run.tokenizer.pad_token_id,
-        rng,
-    )
+    # M-step
+    rng = stream_rng(config.seed, Stream.MINI_BATCH_ORDER, iteration)
+    update = update_policy(config, run.learner, samples, rng)
     sync_policy(run)
     timer.lap("update")
-
-    last = iteration == config.iterations
-    evaluation = evaluate_policy(run) if iteration % config.eval_every == 0 or last else {}
+    # Evaluation, on schedule and after the last iteration
+    due = iteration % config.eval_every == 0 or iteration == config.iterations
+    evaluation = evaluate_policy(run) if due else {}
     timer.lap("eval")
-
-    record_allocation(run, iteration, rows, estimates, group_sizes)
+    # Record
+    record_allocation(run, iteration, batch.rows, estimates, n_samples, allocation.fallback)
     return (
-        {"iteration": iteration, "epoch": ((iteration - 1) * len(rows)) // len(run.train_rows)}
-        | sample_metrics(run, stage1, stage2, groups)
-        | allocation_metrics(group_sizes, extra, estimates, fallbacks)
+        {"iteration": iteration, "epoch": ((iteration - 1) * batch.size) // len(run.train_rows)}
+        | sample_metrics(run, stage1, stage2 + refills, groups)
+        | allocation_metrics(n_samples, stage2_n_samples, estimates, allocation.fallback)
         | filtering
-        | {
-            "stage2/max_process_samples": max(process_loads),
-            "stage2/min_process_samples": min(process_loads),
-        }
+        | process_load_metrics(run, stage2_n_samples)
         | {f"train/{key}": value for key, value in update.items()}
         | evaluation
         | timer.laps
     )
+
+
+@dataclass
+class PromptBatch:
+    """Prompts sampled together: their dataset rows, rendered texts, and group ids (GRPO's
+    groups: the prompt's position in the iteration's batch)."""
+
+    rows: list[PromptRow]
+    prompts: list[str]
+    group_ids: list[int]
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    @property
+    def row_ids(self) -> list[int]:
+        return [row.row_id for row in self.rows]
+
+
+def draw_prompts(run: Run, iteration: int, positions: list[int] | None = None) -> PromptBatch:
+    """The iteration's prompts (``prompt_batch``), or the training rows at ``positions``."""
+    if positions is None:
+        config = run.config
+        positions = prompt_batch(
+            len(run.train_rows), config.prompts_per_iteration, config.seed, iteration
+        )
+    rows = [run.train_rows[i] for i in positions]
+    return PromptBatch(rows, [render(run, row) for row in rows], list(range(len(rows))))
 
 
 def restart_like_the_reference(run: Run) -> None:
@@ -159,6 +151,32 @@ def restart_like_the_reference(run: Run) -> None:
         run.scheduler.load_state_dict(run.fresh_scheduler_state)
         for group, lr in zip(run.optimizer.param_groups, run.scheduler.get_last_lr(), strict=True):
             group["lr"] = lr
+
+
+def estimate(run: Run, batch: PromptBatch, stage1: list[list[ScoredSample]]) -> PromptStats:
+    """p_i and G_i of the batch's prompts: measured on stage 1 and blended into the running
+    statistics, or (online_stats) each prompt's estimates from its previous visit."""
+    if run.config.online_stats:
+        return previous_estimates(run.stats, batch.row_ids)
+    return run.stats.update(batch.row_ids, *measure(run, stage1))
+
+
+def join_stages(
+    config: TrainConfig, stage1: list[list[ScoredSample]], stage2: list[list[ScoredSample]]
+) -> list[list[ScoredSample]]:
+    """Each prompt's group: its stage-2 samples, after its stage-1 samples when reused."""
+    if not config.reuse_stage1:
+        return stage2
+    return [g1 + g2 for g1, g2 in zip(stage1, stage2, strict=True)]
+
+
+def update_online_stats(run: Run, batch: PromptBatch, groups: list[list[ScoredSample]]) -> None:
+    """online_stats: measure the prompts on this iteration's samples for their next visit."""
+    if not run.config.online_stats:
+        return
+    visited = [i for i, group in enumerate(groups) if group]
+    accepted, sampled, grad_norms = measure(run, [groups[i] for i in visited])
+    run.stats.update([batch.row_ids[i] for i in visited], accepted, sampled, grad_norms)
 
 
 def measure(
@@ -188,61 +206,50 @@ def measure(
     return accepted, sampled, grad_norms
 
 
-def previous_estimates(stats: RunningPromptStats, prompt_ids: list[int]) -> PromptStats:
+def previous_estimates(stats: RunningPromptStats, row_ids: list[int]) -> PromptStats:
     """Estimates from each prompt's previous visit; unseen prompts get the mean of the seen
     ones (all equal, i.e. a uniform allocation, when none was seen)."""
-    estimates = stats.estimates(prompt_ids)
-    seen = stats.seen(prompt_ids)
+    estimates = stats.estimates(row_ids)
+    seen = stats.seen(row_ids)
     if not seen.any():
-        return PromptStats(np.ones(len(prompt_ids)), np.ones(len(prompt_ids)))
+        return PromptStats(np.ones(len(row_ids)), np.ones(len(row_ids)))
     for values in (estimates.grad_norms, estimates.accept_rates):
         values[~seen] = values[seen].mean()
     return estimates
 
 
-def allocate_samples(config: TrainConfig, estimates: PromptStats) -> tuple[np.ndarray, int]:
-    """Per-prompt sample sizes n_i for this iteration (budget N), and fallback warnings.
-
-    With reuse_stage1 every prompt already holds k samples, so n_i >= k.
-    """
+def allocate_samples(config: TrainConfig, estimates: PromptStats) -> Allocation:
+    """n_i per prompt for this iteration (budget N) by the configured strategy. With
+    reuse_stage1 every prompt already holds k samples, so n_i >= k."""
     minimum = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
-    if config.allocation == "knapsack":
-        sizes = knapsack_allocate(
-            estimates.accept_rates,
-            config.budget,
-            min_samples=minimum,
-            max_samples=config.max_generations,
-        )
-        return sizes, 0
-    method = "uniform" if config.allocation == "uniform" else config.allocation_method
-    grad_norms = (
-        estimates.grad_norms if config.gvm_use_grad_norms else np.ones_like(estimates.grad_norms)
+    grad_norms = estimates.grad_norms
+    if not config.gvm_use_grad_norms:
+        grad_norms = np.ones_like(grad_norms)
+    return allocate(
+        grad_norms,
+        estimates.accept_rates,
+        config.budget,
+        config.allocation,
+        alpha=config.gvm_alpha,
+        beta=config.gvm_beta,
+        min_samples=minimum,
+        max_samples=config.max_generations,
+        max_accept_rate=config.max_accept_rate,
+        min_expected_accepted=config.min_expected_accepted,
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sizes = allocate(
-            grad_norms,
-            estimates.accept_rates,
-            config.budget,
-            method,
-            alpha=config.gvm_alpha,
-            beta=config.gvm_beta,
-            min_samples=minimum,
-            max_samples=config.max_generations,
-            max_accept_rate=config.max_accept_rate,
-            min_expected_accepted=config.min_expected_accepted,
-        )
-    return sizes, len(caught)
 
 
-def refill_informative_groups(
-    run: Run, positions: list[int], groups: list[list[ScoredSample]], iteration: int
+def keep_informative_groups(
+    run: Run, batch: PromptBatch, groups: list[list[ScoredSample]], iteration: int
 ) -> tuple[list[list[ScoredSample]], list[list[ScoredSample]], dict[str, float]]:
-    """DAPO's dynamic sampling: keep groups whose rewards differ, and while fewer than the
-    iteration's prompt count remain (at most max_filter_rounds times), sample num_generations
-    responses for as many fresh prompts and keep their informative groups. Returns the kept
-    groups (at most the prompt count), the refill groups (for sample counts) and metrics."""
+    """DAPO's dynamic sampling (dynamic_filtering; otherwise the groups as they are): keep
+    groups whose rewards differ, and while fewer than the batch's prompt count remain (at most
+    max_filter_rounds times), sample num_generations responses for as many fresh prompts and
+    keep their informative groups. Returns the kept groups (at most the prompt count), the
+    refill groups (for sample counts) and metrics."""
     config = run.config
+    if not config.dynamic_filtering:
+        return groups, [], {}
     target = len(groups)
 
     def informative(group: list[ScoredSample]) -> bool:
@@ -250,26 +257,21 @@ def refill_informative_groups(
 
     kept = [g for g in groups if informative(g)]
     refills: list[list[ScoredSample]] = []
+    used = set(batch.row_ids)
     rounds = 0
-    used = set(positions)
     while len(kept) < target and rounds < config.max_filter_rounds:
         rounds += 1
-        rng = np.random.default_rng([config.seed, iteration, 4, rounds])
-        fresh = [i for i in rng.permutation(len(run.train_rows)).tolist() if i not in used]
-        fresh = fresh[:target]
+        order = stream_rng(config.seed, Stream.REFILL_PROMPTS, iteration, rounds).permutation(
+            len(run.train_rows)
+        )
+        fresh = [i for i in order.tolist() if run.train_rows[i].row_id not in used][:target]
         if not fresh:
             break
-        used.update(fresh)
-        rows = [run.train_rows[i] for i in fresh]
-        new = sample(
-            run,
-            rows,
-            [render(run, r) for r in rows],
-            [config.num_generations] * len(rows),
-            iteration,
-            stage=2 + rounds,
-            positions=[target * rounds + i for i in range(len(rows))],
-        )
+        refill = draw_prompts(run, iteration, fresh)
+        refill.group_ids = [target * rounds + i for i in range(refill.size)]
+        used.update(refill.row_ids)
+        n_samples = [config.num_generations] * refill.size
+        new = sample(run, refill, n_samples, iteration, Stream.REFILL, rounds)
         refills.extend(new)
         kept.extend(g for g in new if informative(g))
     metrics = {
@@ -322,38 +324,36 @@ def weighted_batch(
 
 def sample(
     run: Run,
-    rows: list[PromptRow],
-    prompts: list[str],
-    counts: list[int],
+    batch: PromptBatch,
+    n_samples: list[int],
     iteration: int,
-    stage: int,
-    positions: list[int] | None = None,
+    stream: Stream,
+    round_: int = 0,
 ) -> list[list[ScoredSample]]:
-    """counts[i] scored samples of prompt i, generated by the processes sharing the requests
-    (balanced by sample count) and gathered on every process; positions are the group ids."""
+    """n_samples[i] scored samples of the batch's prompt i, generated by the processes sharing
+    the requests (balanced by sample count) and gathered on every process."""
     config = run.config
+    if not any(n_samples):
+        return [[] for _ in n_samples]
     params = SamplingParams(config.temperature, config.top_p, config.max_completion_length)
     rank = run.accelerator.process_index
-    base = config.seed + config.sampling_seed_offset
-    seed = (base * 1_000_003 + iteration * 1_000 + stage + rank * 7_919) % 2**63
-    positions = list(range(len(rows))) if positions is None else positions
+    offset = config.sampling_seed_offset
+    seed = stream_seed(config.seed, stream, iteration, rank, round_, sampling_offset=offset)
 
     def work(items: list[int]) -> list[list[ScoredSample]]:
         return sample_and_score(
             run.backend,
-            run.tokenizer,
-            [rows[i] for i in items],
-            [prompts[i] for i in items],
-            [counts[i] for i in items],
+            [batch.rows[i] for i in items],
+            [batch.prompts[i] for i in items],
+            [n_samples[i] for i in items],
             params,
             seed,
             run.reward_fn,
             config.accept_threshold,
-            stage,
-            [positions[i] for i in items],
+            [batch.group_ids[i] for i in items],
         )
 
-    return run_shared(run.accelerator, counts, work)
+    return run_shared(run.accelerator, n_samples, work)
 
 
 def sample_metrics(run: Run, stage1: list, stage2: list, groups: list) -> dict[str, float]:
@@ -387,20 +387,35 @@ def sample_metrics(run: Run, stage1: list, stage2: list, groups: list) -> dict[s
 
 
 def allocation_metrics(
-    group_sizes: np.ndarray, extra: np.ndarray, estimates: PromptStats, fallbacks: int
+    n_samples: np.ndarray,
+    stage2_n_samples: np.ndarray,
+    estimates: PromptStats,
+    fallback: str | None,
 ) -> dict[str, float]:
-    """Spread of the batch's per-prompt sizes and its estimated gradient variance vs uniform."""
-    summary = allocation_summary(group_sizes, estimates.grad_norms, estimates.accept_rates)
+    """Spread of the batch's samples per prompt and its estimated gradient variance vs
+    uniform; whether the strategy fell back to uniform."""
+    summary = allocation_summary(n_samples, estimates.grad_norms, estimates.accept_rates)
     return {
         "allocation/min": summary["min"],
         "allocation/median": summary["median"],
         "allocation/max": summary["max"],
         "allocation/gini": summary["gini"],
-        "allocation/prompts_without_stage2": int((extra == 0).sum()),
+        "allocation/prompts_without_stage2": int((stage2_n_samples == 0).sum()),
         "allocation/variance": summary["variance"],
         "allocation/variance_uniform": summary["variance_uniform"],
         "allocation/variance_ratio": summary["variance_ratio"],
-        "allocation/fallbacks": fallbacks,
+        "allocation/fallback": int(fallback is not None),
+    }
+
+
+def process_load_metrics(run: Run, stage2_n_samples: np.ndarray) -> dict[str, float]:
+    """Stage-2 samples of the busiest and idlest process (requests balanced by LPT)."""
+    world = run.accelerator.num_processes
+    loads = stage2_n_samples.tolist()
+    process_loads = worker_loads(loads, lpt_assign(loads, world), world)
+    return {
+        "stage2/max_process_samples": max(process_loads),
+        "stage2/min_process_samples": min(process_loads),
     }
 
 
@@ -424,7 +439,7 @@ def evaluate_policy(run: Run) -> dict[str, float]:
             run.reward_fn,
             config.eval_samples,
             params,
-            config.seed + EVAL_SEED_OFFSET + run.accelerator.process_index,
+            stream_seed(config.seed, Stream.EVALUATION, run.accelerator.process_index),
             config.eval_greedy,
             config.accept_threshold,
         )
@@ -463,11 +478,11 @@ def epoch_order(num_rows: int, per_iteration: int, seed: int, epoch: int) -> np.
     the first such prompts in the permutation's order, the others keeping theirs after them.
     Needs num_rows >= per_iteration; when num_rows is a multiple of it no batch spans epochs
     and every order is the plain seeded permutation."""
-    order = np.random.default_rng([seed, 0]).permutation(num_rows)
+    order = stream_rng(seed, Stream.PROMPT_ORDER, 0).permutation(num_rows)
     for current in range(1, epoch + 1):
         tail = (current * num_rows) % per_iteration  # the boundary batch's share of epoch-1
         closing = order[num_rows - tail :]
-        order = np.random.default_rng([seed, current]).permutation(num_rows)
+        order = stream_rng(seed, Stream.PROMPT_ORDER, current).permutation(num_rows)
         if tail:
             head = np.zeros(num_rows, dtype=bool)
             head[np.flatnonzero(~np.isin(order, closing))[: per_iteration - tail]] = True

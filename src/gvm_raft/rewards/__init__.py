@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from gvm_raft.errors import ConfigError
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 
 RewardFn = Callable[..., list]
@@ -36,18 +37,18 @@ def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
         return MathVerifier(timeout=timeout)
     module, sep, attribute = name.partition(":")
     if not sep:
-        raise ValueError(f"reward must be 'arithmetic', 'math' or 'module:function'; got {name!r}")
+        raise ConfigError(f"reward must be 'arithmetic', 'math' or 'module:function'; got {name!r}")
     if os.getcwd() not in sys.path:  # a reward file in the working directory, as python -m
         sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as err:
-        raise ValueError(
+        raise ConfigError(
             f"reward {name!r} cannot be loaded: {err} (the module must be importable: on "
             "PYTHONPATH, installed, or a .py file in the working directory)"
         ) from None
     if not callable(fn):
-        raise ValueError(f"reward {name!r} is a {type(fn).__name__}, not a function")
+        raise ConfigError(f"reward {name!r} is a {type(fn).__name__}, not a function")
     return fn
 
 

@@ -21,11 +21,9 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from gvm_raft.errors import VerifierError
+
 Check = Callable[..., float]
-
-
-class VerifierError(RuntimeError):
-    """The checks cannot run at all (a failed import or warm-up, a worker that never starts)."""
 
 
 def _serve(check: Check, warm: Callable[[], Any] | None, conn: Connection) -> None:

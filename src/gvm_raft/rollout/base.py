@@ -30,12 +30,16 @@ class SamplingParams:
 class Sample:
     """One generated response.
 
+    prompt_in_call: index of its prompt in the ``generate`` call's list of prompts.
+    prompt_ids: the prompt's tokens as the backend encoded them (one list shared by the
+        prompt's samples), so nothing downstream tokenises the prompt again.
     token_ids: the response tokens, ending with eos when finish_reason is "stop".
     log_probs: log pi(token) under the sampling policy softmax(logits / temperature) (under
         softmax(logits) for greedy decoding), one per token, before top-p truncation.
     """
 
-    prompt_index: int
+    prompt_in_call: int
+    prompt_ids: list[int]
     token_ids: list[int]
     text: str
     log_probs: list[float]
@@ -46,11 +50,11 @@ class RolloutBackend(Protocol):
     def generate(
         self,
         prompts: Sequence[str],
-        counts: Sequence[int],
+        n_samples: Sequence[int],
         params: SamplingParams,
         seed: int,
     ) -> list[list[Sample]]:
-        """counts[i] samples of prompts[i]; result[i] holds exactly counts[i] samples."""
+        """n_samples[i] samples of prompts[i]; result[i] holds exactly n_samples[i] samples."""
         ...
 
     def sync_weights(self, model: Any) -> None:
@@ -62,9 +66,9 @@ class RolloutBackend(Protocol):
         ...
 
 
-def check_counts(prompts: Sequence[str], counts: Sequence[int]) -> None:
-    if len(prompts) != len(counts):
-        raise ValueError(f"got {len(prompts)} prompts but {len(counts)} sample counts")
-    for i, count in enumerate(counts):
+def check_n_samples(prompts: Sequence[str], n_samples: Sequence[int]) -> None:
+    if len(prompts) != len(n_samples):
+        raise ValueError(f"got {len(prompts)} prompts but {len(n_samples)} sample counts")
+    for i, count in enumerate(n_samples):
         if isinstance(count, bool) or int(count) != count or count < 0:
             raise ValueError(f"sample count of prompt {i} must be a whole number >= 0; got {count}")

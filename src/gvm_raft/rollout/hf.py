@@ -12,8 +12,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from gvm_raft.logprobs import log_probs_of
-from gvm_raft.rollout.base import Sample, SamplingParams, check_counts
+from gvm_raft.logprobs import left_pad, log_probs_of
+from gvm_raft.rollout.base import Sample, SamplingParams, check_n_samples
 
 
 class HFRollout:
@@ -42,13 +42,13 @@ class HFRollout:
     def generate(
         self,
         prompts: Sequence[str],
-        counts: Sequence[int],
+        n_samples: Sequence[int],
         params: SamplingParams,
         seed: int,
     ) -> list[list[Sample]]:
-        check_counts(prompts, counts)
+        check_n_samples(prompts, n_samples)
         encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
-        requests = [i for i, count in enumerate(counts) for _ in range(int(count))]
+        requests = [i for i, count in enumerate(n_samples) for _ in range(int(count))]
         requests.sort(key=lambda i: len(encoded[i]))  # stable: copies stay together
         results: list[list[Sample]] = [[] for _ in prompts]
         was_training = self.model.training
@@ -87,13 +87,8 @@ class HFRollout:
     ) -> list[Sample]:
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
-        width = max(len(encoded[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids = encoded[i]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention_mask[row, width - len(ids) :] = 1
+        input_ids, attention_mask = left_pad([encoded[i] for i in batch], pad)
+        width = input_ids.shape[1]
         greedy = params.temperature == 0
         config = GenerationConfig(
             do_sample=not greedy,
@@ -122,7 +117,8 @@ class HFRollout:
             tokens = tokens[:stop] if stop else tokens
             samples.append(
                 Sample(
-                    prompt_index=i,
+                    prompt_in_call=i,
+                    prompt_ids=encoded[i],
                     token_ids=tokens,
                     text=self.tokenizer.decode(tokens, skip_special_tokens=True),
                     log_probs=log_probs[row, : len(tokens)].tolist(),

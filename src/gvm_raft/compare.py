@@ -1,4 +1,4 @@
-"""The convergence harness: allocation strategies against uniform allocation, over seeds.
+"""Compare allocation strategies against uniform allocation, over seeds (``gvm-raft compare``).
 
 Every arm trains from the same base model on the same train/test split with the same seeds,
 the same stage-2 budget N per iteration, the same number of iterations and (except the
@@ -29,15 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from gvm_raft.checkpoint import METRICS_FILE
 from gvm_raft.config import load_config
+from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
-from gvm_raft.run import METRICS_FILE
 from gvm_raft.trainer import train
 
 ACCURACY = "test/accuracy"
@@ -101,7 +98,7 @@ def make_arms(
     ]
     if unknown:
         known = ", ".join([*STRATEGIES, *variants])
-        raise ValueError(f"unknown arms {', '.join(unknown)} (known: {known})")
+        raise UserError(f"unknown arms {', '.join(unknown)} (known: {known})")
     arms = [Arm(s, algorithms[0], STRATEGIES[s]) for s in strategies]
     arms += [Arm(name, algorithms[0], variants[name]) for name in ablation_names]
     arms += [Arm(s, a, STRATEGIES[s]) for a in algorithms[1:] for s in strategies]
@@ -116,36 +113,57 @@ def run_arms(
     overrides: Sequence[str] = (),
     progress: bool = True,
     train_missing: bool = True,
+    arm_seeds: dict[str, Sequence[int]] | None = None,
 ) -> dict[str, list[list[dict]]]:
     """Train (or resume, or just read) every arm for every seed; metric rows per arm and seed.
 
+    Seed by seed (every arm for seed 0, then for seed 1, ...), so a comparison cut short has
+    every arm paired. arm_seeds[name] restricts the arm of that name to some of the seeds.
     With train_missing False nothing is trained: only finished runs are read, and arms without
-    any are left out (a report on a benchmark still running).
+    any are left out (a report on a comparison still running).
     """
-    results: dict[str, list[list[dict]]] = {}
-    for arm in arms:
-        runs = []
-        for seed in seeds:
-            run_dir = out_dir / "runs" / arm.algorithm / arm.name / f"seed-{seed}"
-            arm_overrides = [f"{k}={v}" for k, v in arm.overrides.items()]
-            config = load_config(
-                base_config,
-                [*overrides, f"algorithm={arm.algorithm}", *arm_overrides],
-                output_dir=str(run_dir),
-                seed=seed,
-                resume=True,
+    arms = list(arms)
+    found: dict[str, dict[int, list[dict]]] = {arm.label: {} for arm in arms}
+    for seed in seeds:
+        for arm in arms:
+            if arm_seeds is not None and seed not in arm_seeds.get(arm.name, seeds):
+                continue
+            rows = _train_or_read(
+                arm, seed, base_config, out_dir, overrides, progress, train_missing
             )
-            rows = read_jsonl(run_dir / METRICS_FILE)
-            if len(rows) <= config.iterations and train_missing:
-                if progress:
-                    print(f"== {arm.label} seed {seed} -> {run_dir}", flush=True)
-                train(config, progress=progress)
-                rows = read_jsonl(run_dir / METRICS_FILE)
-            if len(rows) == config.iterations + 1:
-                runs.append(rows)
-        if runs:
-            results[arm.label] = runs
-    return results
+            if rows is not None:
+                found[arm.label][seed] = rows
+    return {label: [runs[s] for s in seeds if s in runs] for label, runs in found.items() if runs}
+
+
+def _train_or_read(
+    arm: Arm,
+    seed: int,
+    base_config: str | Path,
+    out_dir: Path,
+    overrides: Sequence[str],
+    progress: bool,
+    train_missing: bool,
+) -> list[dict] | None:
+    """The finished run's metric rows of one arm and seed (trained first when missing)."""
+    run_dir = out_dir / "runs" / arm.algorithm / arm.name / f"seed-{seed}"
+    arm_overrides = [f"{k}={v}" for k, v in arm.overrides.items()]
+    config = load_config(
+        base_config,
+        [*overrides, f"algorithm={arm.algorithm}", *arm_overrides],
+        output_dir=str(run_dir),
+        seed=seed,
+        resume=True,
+    )
+    if config.eval_every != 1:
+        raise UserError("eval_every must be 1: the speed-ups compare accuracy at every iteration")
+    rows = read_jsonl(run_dir / METRICS_FILE)
+    if len(rows) <= config.iterations and train_missing:
+        if progress:
+            print(f"== {arm.label} seed {seed} -> {run_dir}", flush=True)
+        train(config, progress=progress)
+        rows = read_jsonl(run_dir / METRICS_FILE)
+    return rows if len(rows) == config.iterations + 1 else None
 
 
 def first_reach(xs: Sequence[float], accuracy: Sequence[float], target: float) -> float | None:
@@ -356,6 +374,11 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 def plot(results: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
     """Accuracy against iteration and against generated tokens: mean and min-max band over
     seeds, one figure per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     written = []
     algorithms = sorted({label.split("/")[0] for label in results})
     for algorithm in algorithms:
@@ -430,6 +453,11 @@ def write_sweep(
             points.setdefault(algorithm, []).append(
                 (float(value), float(difference.mean()), row["auc_diff_interval"])
             )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for algorithm, values in points.items():
         xs, ys, intervals = zip(*values, strict=True)

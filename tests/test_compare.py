@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gvm_raft.convergence import (
+from gvm_raft.cli import main
+from gvm_raft.compare import (
     bootstrap_interval,
     first_reach,
     make_arms,
@@ -99,7 +100,7 @@ def test_unknown_arm_is_named():
         make_arms(["raft++"], ["uniform"], ["gvm-fast"], 8, 64)
 
 
-def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
+def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
     arms = make_arms(["raft++", "grpo"], ["uniform", "gvm"], ["gvm-online"], 4, 8)
     arms.insert(1, make_arms(["raft++"], ["uniform-aa"], [], 4, 8)[0])
     assert [a.label for a in arms] == [
@@ -110,21 +111,7 @@ def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
         "grpo/uniform",
         "grpo/gvm",
     ]
-    overrides = [
-        f"model_name_or_path={tiny_world / 'model'}",
-        f"train_file={tiny_world / 'data/train.jsonl'}",
-        f"test_file={tiny_world / 'data/test.jsonl'}",
-        "reward=parity_reward:even_code_point_sum",
-        "iterations=2",
-        "prompts_per_iteration=4",
-        "num_generations=4",
-        "stage1_samples=2",
-        "max_completion_length=12",
-        "mini_batch_size=8",
-        "micro_batch_size=8",
-        "eval_samples=2",
-        "learning_rate=1e-3",
-    ]
+    overrides = tiny_overrides(max_completion_length=12)
     out = tmp_path / "bench"
     results = run_arms(arms, [0], bundled_config("convergence.yaml"), out, overrides, False)
     assert all(len(runs) == 1 and len(runs[0]) == 3 for runs in results.values())
@@ -137,7 +124,7 @@ def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     same, other = allocations("uniform"), allocations("uniform-aa")
-    assert [a["prompt_index"] for a in same] == [a["prompt_index"] for a in other]
+    assert [a["row_id"] for a in same] == [a["row_id"] for a in other]
 
     def generated(arm):
         return [row["tokens/cumulative"] for row in results[f"raft++/{arm}"][0][1:]]
@@ -153,3 +140,16 @@ def test_tiny_benchmark_end_to_end(tiny_world, tmp_path):
         arms + untrained, [0], bundled_config("convergence.yaml"), out, overrides, False, False
     )
     assert list(report_only) == list(results)  # nothing trained, the missing arm left out
+
+
+def test_compare_command_runs_paired_arms_and_reports(tiny_overrides, tmp_path, capsys):
+    overrides = tiny_overrides(iterations=1)
+    out = tmp_path / "compare"
+    command = ["compare", str(bundled_config("convergence.yaml")), *overrides, "--out", str(out)]
+    assert main([*command, "--arms", "uniform", "gvm", "--seeds", "0", "1"]) == 0
+    text = (out / "results.md").read_text()
+    assert "| raft++/uniform |" in text and "| raft++/gvm |" in text
+    for arm in ("uniform", "gvm"):
+        assert sorted(p.name for p in (out / "runs/raft++" / arm).iterdir()) == ["seed-0", "seed-1"]
+    assert main([*command, "--arms", "gvm"]) == 2
+    assert "--arms must include uniform" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""Set-up of a run: bad settings, data, rewards, models and engines are refused by name, before
+any large model is loaded, and nothing is left open."""
+
+from __future__ import annotations
+
+import parity_reward
+import pytest
+import torch
+
+from gvm_raft.cli import main
+from gvm_raft.config import ConfigError, load_config, save_config
+from gvm_raft.demo import run_demo
+from gvm_raft.models import ModelLoadError, load_causal_lm
+from gvm_raft.trainer import (
+    train,
+)
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        load_config(None, ["learning_rat=1e-4"])
+    with pytest.raises(ConfigError, match="num_generations must be a int"):
+        load_config(None, ["num_generations=many"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (dict(prompts_per_iteration=1000), "prompts_per_iteration=1000 exceeds the 16 usable"),
+        (dict(reward="no_such_module:fn"), "reward 'no_such_module:fn' cannot be loaded"),
+    ],
+)
+def test_data_and_reward_errors_come_before_the_model_is_loaded(
+    tiny_config, tmp_path, override, message
+):
+    """The model path does not exist, so the error proves the model was never loaded."""
+    missing_model = str(tmp_path / "no-model")
+    with pytest.raises(ValueError, match=message):
+        train(
+            tiny_config("run", model_name_or_path=missing_model, **override),
+            progress=False,
+        )
+
+
+def test_a_failed_setup_closes_the_reward(tiny_config, tmp_path, monkeypatch):
+    closed = []
+    monkeypatch.setattr("gvm_raft.run.close_reward", closed.append)
+    with pytest.raises(ModelLoadError, match="model_name_or_path"):
+        train(
+            tiny_config("a", model_name_or_path=str(tmp_path / "none")),
+            progress=False,
+        )
+    assert closed == [parity_reward.even_code_point_sum]
+
+
+def test_demo_checks_its_overrides_before_building_the_world(tmp_path):
+    with pytest.raises(ConfigError, match="iterations must be a int; got 'abc'"):
+        run_demo(str(tmp_path / "world"), str(tmp_path / "demo"), ["iterations=abc"])
+    assert not (tmp_path / "world").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "engine"),
+    [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")],
+)
+def test_sharding_engine_without_gpu_is_refused(tiny_config, monkeypatch, variable, engine):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(variable, "true")
+    with pytest.raises(ConfigError, match=f"asks for {engine} .* torchrun"):
+        train(tiny_config("run"), progress=False)
+
+
+def test_attention_kernel_is_applied_and_a_bad_one_is_named(tiny_world):
+    model = load_causal_lm(tiny_world / "model", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    with pytest.raises(ModelLoadError, match="attn_implementation=no_such_kernel: "):
+        load_causal_lm(tiny_world / "model", attn_implementation="no_such_kernel")
+
+
+def test_the_cli_prints_user_errors_in_one_line_and_lets_bugs_keep_their_traceback(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    save_config(tiny_config(allocation="uniform"), tmp_path / "c.yaml")
+    assert main(["train", str(tmp_path / "c.yaml"), "allocation_method=rounding"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "use allocation=gvm" in error
+
+    def broken(config, progress=True):
+        raise ValueError("zip() argument 2 is shorter than argument 1")  # an internal bug
+
+    monkeypatch.setattr("gvm_raft.trainer.train", broken)
+    with pytest.raises(ValueError, match="zip"):
+        main(["train", str(tmp_path / "c.yaml")])
+
+
+def test_an_old_run_with_a_renamed_setting_is_refused_with_the_new_name(tiny_config, tmp_path):
+    run_dir = train(tiny_config("old", iterations=1), progress=False)
+    saved = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(saved + "allocation_method: exact\n")
+    with pytest.raises(ConfigError, match="allocation_method was merged into allocation"):
+        train(tiny_config("old", iterations=2, resume=True), progress=False)
