@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gvm_raft.config import ConfigError, TrainConfig, check_resume_matches, load_config
+from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, building_dir, read_jsonl, write_jsonl
 from gvm_raft.sharding import (
     load_engine_state,
@@ -40,6 +41,18 @@ if TYPE_CHECKING:
 STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 ALLOCATIONS_FILE = "allocations.jsonl"
+
+
+def read_allocations(run_dir: Path) -> list[dict]:
+    """The rows of a run's allocations.jsonl ([] if none); a run written before the fields were
+    renamed (prompt_index -> row_id, samples -> n_samples) is refused by name."""
+    rows = read_jsonl(run_dir / ALLOCATIONS_FILE)
+    if rows and "n_samples" not in rows[0]:
+        raise UserError(
+            f"{run_dir / ALLOCATIONS_FILE} was written by an older gvm-raft (fields prompt_index "
+            "and samples, now row_id and n_samples): rename them in the file, or rerun"
+        )
+    return rows
 
 
 def check_resumable(config: TrainConfig, run_dir: Path) -> None:

@@ -483,11 +483,10 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from gvm_raft.checkpoint import ALLOCATIONS_FILE
-    from gvm_raft.fileio import read_jsonl
+    from gvm_raft.checkpoint import ALLOCATIONS_FILE, read_allocations
     from gvm_raft.stats import PromptStats, write_prompt_stats
 
-    rows = read_jsonl(Path(args.run) / ALLOCATIONS_FILE)
+    rows = read_allocations(Path(args.run))
     if not rows:
         raise UserError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")
     chosen = [r for r in rows if args.iteration in (None, r["iteration"])]

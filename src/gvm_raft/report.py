@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import yaml
 
+from gvm_raft.checkpoint import read_allocations
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
 
@@ -76,7 +77,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
 
 
 def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
-    runs = [(d, read_jsonl(d / "allocations.jsonl")) for d in run_dirs]
+    runs = [(d, read_allocations(d)) for d in run_dirs]
     runs = [(d, rows[-1]) for d, rows in runs if rows]
     if not runs:
         return None
