@@ -64,7 +64,7 @@ def worker(
     from distributed_step import fixed_batch
     from sharded_on_cpu import engine_accelerator
 
-    from gvm_raft.config import TrainConfig
+    from gvm_raft.config import GVMConfig
     from gvm_raft.models import enable_activation_checkpointing
     from gvm_raft.mstep import Learner, update_policy
     from gvm_raft.sharding import (
@@ -93,7 +93,7 @@ def worker(
     parameters = sum(p.numel() for p in model.parameters())
     if checkpointing:
         enable_activation_checkpointing(model)
-    config = TrainConfig(algorithm="raft++", mini_batch_size=16, micro_batch_size=4, beta=0.0)
+    config = GVMConfig(algorithm="raft++", mini_batch_size=16, micro_batch_size=4, beta=0.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     configure_deepspeed(accelerator, config.micro_batch_size, config.max_grad_norm)

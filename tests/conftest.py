@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gvm_raft.config import TrainConfig
+from gvm_raft.config import GVMConfig
 from gvm_raft.tasks.demo_world import DemoWorldConfig, prepare_demo_world
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
@@ -78,10 +78,10 @@ def tiny_run_settings(world: Path, output_dir: Path, **overrides) -> dict:
 
 @pytest.fixture
 def tiny_config(tiny_world, tmp_path):
-    """tiny_config(name, **overrides): the TrainConfig of a tiny run in tmp_path / name."""
+    """tiny_config(name, **overrides): the GVMConfig of a tiny run in tmp_path / name."""
 
-    def make(name: str = "run", **overrides) -> TrainConfig:
-        return TrainConfig(**tiny_run_settings(tiny_world, tmp_path / name, **overrides))
+    def make(name: str = "run", **overrides) -> GVMConfig:
+        return GVMConfig(**tiny_run_settings(tiny_world, tmp_path / name, **overrides))
 
     return make
 

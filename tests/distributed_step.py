@@ -16,7 +16,7 @@ from sharded_on_cpu import engine_accelerator
 from torch.distributed.tensor import DTensor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gvm_raft.config import TrainConfig
+from gvm_raft.config import GVMConfig
 from gvm_raft.estep import ScoredSample
 from gvm_raft.mstep import Learner, update_policy
 from gvm_raft.rollout.base import Sample
@@ -56,7 +56,7 @@ def step(
     with loading_whole_models(accelerator):
         model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=dtype)
         ref_model = AutoModelForCausalLM.from_pretrained(world_dir / "model", dtype=dtype)
-    config = TrainConfig(
+    config = GVMConfig(
         algorithm=algorithm, mini_batch_size=mini, micro_batch_size=micro, learning_rate=1e-2
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)

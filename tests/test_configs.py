@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gvm_raft.cli import main
-from gvm_raft.config import ConfigError, TrainConfig, load_config
+from gvm_raft.config import ConfigError, GVMConfig, load_config
 from gvm_raft.sharding import fit_deepspeed_config
 from gvm_raft.trainer import train
 
@@ -89,7 +89,7 @@ def test_train_help_lists_every_config_key_with_default_and_meaning(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for field in dataclasses.fields(TrainConfig):
+    for field in dataclasses.fields(GVMConfig):
         assert f"\n  {field.name} = {field.default!r}: " in text
     assert "  learning_rate = 1e-06: AdamW learning rate\n" in text
 
@@ -104,13 +104,13 @@ def test_train_help_lists_every_config_key_with_default_and_meaning(capsys):
 @pytest.mark.parametrize("allocation", ["gvm", "knapsack"])
 def test_an_allocation_without_freedom_is_refused(settings, allocation):
     with pytest.raises(ConfigError, match="has no freedom: every prompt already holds 4"):
-        TrainConfig(allocation=allocation, **settings)
+        GVMConfig(allocation=allocation, **settings)
     with pytest.raises(ConfigError, match="reuse_stage1=false"):
-        TrainConfig(allocation=allocation, **settings)
+        GVMConfig(allocation=allocation, **settings)
     # uniform needs none; without reuse the stage-1 samples do not count towards n_i
-    TrainConfig(allocation="uniform", **settings)
+    GVMConfig(allocation="uniform", **settings)
     if "min_generations" not in settings:
-        TrainConfig(allocation=allocation, reuse_stage1=False, **settings)
+        GVMConfig(allocation=allocation, reuse_stage1=False, **settings)
 
 
 @pytest.mark.parametrize(
@@ -138,14 +138,14 @@ def test_an_allocation_without_freedom_is_refused(settings, allocation):
 )
 def test_numbers_outside_their_range_are_refused_by_name(setting, value, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**{setting: value})
+        GVMConfig(**{setting: value})
 
 
 def test_every_range_names_a_numeric_setting():
     from gvm_raft.config import FIELD_NAMES, RANGES
 
     assert set(RANGES) <= set(FIELD_NAMES)
-    TrainConfig(dual_clip=None, max_generations=None, eval_max_prompts=None, learning_rate=0.0)
+    GVMConfig(dual_clip=None, max_generations=None, eval_max_prompts=None, learning_rate=0.0)
 
 
 @pytest.mark.parametrize(

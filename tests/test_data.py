@@ -10,7 +10,7 @@ import datasets
 import pytest
 from transformers import AutoTokenizer
 
-from gvm_raft.config import TrainConfig
+from gvm_raft.config import GVMConfig
 from gvm_raft.data import load_prompts, normalise_answer, render_prompt
 from gvm_raft.trainer import train
 
@@ -128,7 +128,7 @@ def test_prompt_rendering(chat_model_dir, char_tokenizer):
 def test_one_iteration_through_the_real_math_path(chat_model_dir, tmp_path):
     data = tmp_path / "math.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
-    config = TrainConfig(
+    config = GVMConfig(
         model_name_or_path=str(chat_model_dir),
         train_file=str(data),
         test_file=str(data),

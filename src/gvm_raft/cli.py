@@ -272,10 +272,10 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     import dataclasses
     import typing
 
-    from gvm_raft.config import TrainConfig
+    from gvm_raft.config import GVMConfig
 
-    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(TrainConfig)}
-    defaults = TrainConfig()
+    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(GVMConfig)}
+    defaults = GVMConfig()
     cmd = commands.add_parser(
         "eval",
         help="accuracy, greedy accuracy, pass@k and majority vote of a model on benchmark files",
@@ -290,7 +290,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--config", help="a training config or a run's config.yaml whose settings are defaults"
     )
-    hints = typing.get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(GVMConfig)
     for name in EVAL_SETTINGS:
         flag = "--" + name.replace("_", "-")
         help_text = f"{docs[name]} (training default: {getattr(defaults, name)})"
@@ -309,9 +309,9 @@ def _eval_config(args: argparse.Namespace) -> Any:
     checks name a bad value by its setting."""
     import dataclasses
 
-    from gvm_raft.config import TrainConfig, load_config
+    from gvm_raft.config import GVMConfig, load_config
 
-    base = load_config(args.config) if args.config else TrainConfig()
+    base = load_config(args.config) if args.config else GVMConfig()
     given = {name: getattr(args, name) for name in EVAL_SETTINGS}
     config = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
     if not (config.eval_greedy or config.eval_samples):
@@ -325,7 +325,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from gvm_raft.data import load_prompts, render_prompt
     from gvm_raft.evaluate import benchmark_table, evaluate_benchmarks
     from gvm_raft.models import load_tokenizer
-    from gvm_raft.rewards import close_reward, load_reward
+    from gvm_raft.rewards import close_reward, load_rewards
     from gvm_raft.rollout.base import SamplingParams
 
     config = _eval_config(args)
@@ -340,7 +340,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     }
     tokenizer = load_tokenizer(args.model, "model")
     rollout = _eval_rollout(args.model, config, tokenizer)
-    reward_fn = load_reward(config.reward, config.reward_timeout)
+    reward_fn = load_rewards(config.reward, config.reward_weights, config.reward_timeout)
     try:
         results = evaluate_benchmarks(
             rollout,

@@ -30,7 +30,7 @@ def doc(text: str, **kwargs: Any) -> Any:
 
 
 @dataclass
-class TrainConfig:
+class GVMConfig:
     # Run
     output_dir: str = doc(
         "run directory: config, metrics, checkpoints, plots", default="runs/train"
@@ -63,7 +63,15 @@ class TrainConfig:
         "system / instruction text for chat templates",
         default="Please reason step by step, and put your final answer within \\boxed{}.",
     )
-    reward: str = doc("'arithmetic', 'math', or 'module:function' (TRL-style)", default="math")
+    reward: str = doc(
+        "'arithmetic', 'math', or 'module:function' (TRL-style), or several comma-separated",
+        default="math",
+    )
+    reward_weights: tuple[float, ...] | None = doc(
+        "weights of several reward functions (TRL's reward_weights): the reward is the weighted "
+        "sum (None = 1 each)",
+        default=None,
+    )
     accept_threshold: float = doc("a sample is accepted when its reward >= this", default=1.0)
     reward_timeout: float = doc(
         "seconds per math-verify check (reward=math), the workers' start-up excluded",
@@ -221,17 +229,17 @@ class TrainConfig:
         return self.num_generations * self.prompts_per_iteration
 
 
-FIELD_NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
+FIELD_NAMES = [f.name for f in dataclasses.fields(GVMConfig)]
 
 
 def config_reference() -> str:
     """Every config key with its default and meaning, one line each (the CLI's --help)."""
     return "\n".join(
-        f"  {f.name} = {f.default!r}: {f.metadata['doc']}" for f in dataclasses.fields(TrainConfig)
+        f"  {f.name} = {f.default!r}: {f.metadata['doc']}" for f in dataclasses.fields(GVMConfig)
     )
 
 
-def validate(config: TrainConfig) -> None:
+def validate(config: GVMConfig) -> None:
     _check_types(config)
     _check_ranges(config)
     choices = {
@@ -341,7 +349,7 @@ RANGES: dict[str, tuple[float, bool, float, bool]] = {
 }
 
 
-def _check_ranges(config: TrainConfig) -> None:
+def _check_ranges(config: GVMConfig) -> None:
     for name, (low, low_in, high, high_in) in RANGES.items():
         value = getattr(config, name)
         if value is None:
@@ -362,7 +370,7 @@ def _range_text(low: float, low_in: bool, high: float, high_in: bool) -> str:
 
 def load_config(
     path: str | Path | None, overrides: list[str] | None = None, **defaults: Any
-) -> TrainConfig:
+) -> GVMConfig:
     """YAML file (may be None) then ``key=value`` overrides (values parsed as YAML scalars).
 
     ``defaults`` are applied before the file, for commands that set their own defaults.
@@ -385,7 +393,7 @@ def load_config(
         values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
     for key in values:
         _check_key(key)
-    return TrainConfig(**values)
+    return GVMConfig(**values)
 
 
 # Settings a resumed run may change: the horizon, logging, evaluation, and how the same
@@ -415,7 +423,7 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def check_resume_matches(saved: TrainConfig, config: TrainConfig, run_dir: str | Path) -> None:
+def check_resume_matches(saved: GVMConfig, config: GVMConfig, run_dir: str | Path) -> None:
     """Refuse to resume a run with settings that change what it trains."""
     changed = [
         name
@@ -432,11 +440,11 @@ def check_resume_matches(saved: TrainConfig, config: TrainConfig, run_dir: str |
         )
 
 
-def save_config(config: TrainConfig, path: str | Path) -> None:
+def save_config(config: GVMConfig, path: str | Path) -> None:
     from gvm_raft.fileio import atomic_write_text
 
     data = dataclasses.asdict(config)
-    data["accept_rate_prior"] = list(config.accept_rate_prior)
+    data = {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
@@ -457,8 +465,8 @@ def _check_key(key: str) -> None:
         raise ConfigError(f"unknown config key {key!r}{hint}")
 
 
-def _check_types(config: TrainConfig) -> None:
-    hints = typing.get_type_hints(TrainConfig)
+def _check_types(config: GVMConfig) -> None:
+    hints = typing.get_type_hints(GVMConfig)
     for name in FIELD_NAMES:
         value = getattr(config, name)
         coerced = _coerce(value, hints[name], name)
@@ -482,6 +490,10 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if value not in args:
             raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
         return value
+    if origin is tuple and args[-1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list of numbers; got {value!r}")
+        return tuple(_coerce(v, args[0], name) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{name} must be a list of {len(args)} numbers; got {value!r}")

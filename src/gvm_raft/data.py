@@ -25,13 +25,18 @@ from gvm_raft.rewards.boxed import last_boxed
 
 @dataclass(frozen=True)
 class PromptRow:
-    """One training or test prompt: its row id (position in the dataset file), text, answer
-    and other columns."""
+    """One training or test prompt: its row id (position in the dataset), the problem (a text,
+    or a conversation: a list of chat messages, as TRL's conversational datasets hold), the
+    reference answer (None when the dataset has none: answer_column empty) and every column."""
 
     row_id: int
-    problem: str
-    answer: str
+    problem: str | list[dict[str, str]]
+    answer: str | None
     columns: dict[str, Any]
+
+    @property
+    def conversational(self) -> bool:
+        return isinstance(self.problem, list)
 
 
 def load_prompts(
@@ -59,17 +64,26 @@ def load_prompts(
             raise DataError(_unreadable(source, err)) from err
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset[next(iter(dataset))]
+    return rows_of(dataset, prompt_column, answer_column, str(source))
+
+
+def rows_of(
+    dataset: Any, prompt_column: str, answer_column: str, source: str = "the dataset"
+) -> list[PromptRow]:
+    """The usable rows of a ``datasets.Dataset`` (or any sequence of dicts with column names):
+    a non-empty problem (text or chat messages) and, unless answer_column is empty, an answer."""
+    names = list(getattr(dataset, "column_names", None) or (dataset[0] if len(dataset) else {}))
     for column in (prompt_column, answer_column):
-        if column not in dataset.column_names:
-            columns = ", ".join(dataset.column_names)
+        if column and column not in names:
             raise DataError(
-                f"dataset {source} has no column {column!r} (columns: {columns}); "
+                f"dataset {source} has no column {column!r} (columns: {', '.join(names)}); "
                 "set prompt_column / answer_column"
             )
     rows, skipped = [], 0
     for index, record in enumerate(dataset):
-        problem, answer = record[prompt_column], normalise_answer(record[answer_column])
-        if not isinstance(problem, str) or not problem.strip() or answer is None:
+        problem = record[prompt_column]
+        answer = normalise_answer(record[answer_column]) if answer_column else None
+        if not _usable_problem(problem) or (answer_column and answer is None):
             skipped += 1
             continue
         rows.append(PromptRow(index, problem, answer, dict(record)))
@@ -81,6 +95,17 @@ def load_prompts(
     if not rows:
         raise DataError(f"dataset {source} has no usable rows")
     return rows
+
+
+def _usable_problem(problem: Any) -> bool:
+    """A non-blank text, or a non-empty list of chat messages (dicts with role and content)."""
+    if isinstance(problem, str):
+        return bool(problem.strip())
+    return (
+        isinstance(problem, list)
+        and bool(problem)
+        and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in problem)
+    )
 
 
 def _blank(source: Path, chunk: int = 1 << 16) -> bool:
@@ -146,7 +171,7 @@ def normalise_answer(answer: Any) -> str | None:
 
 def render_prompt(
     tokenizer: PreTrainedTokenizerBase,
-    problem: str,
+    problem: str | list[dict[str, str]],
     template: str = "auto",
     system_prompt: str = "",
 ) -> str:
@@ -156,6 +181,10 @@ def render_prompt(
     in the reference), "plain" ("{problem}\\n"), "auto" (chat when the tokenizer has one), or a
     format string containing {problem}.
     """
+    if isinstance(problem, list):  # a conversation: the chat template, whatever the template
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("a conversational dataset needs a tokenizer with a chat template")
+        return tokenizer.apply_chat_template(problem, tokenize=False, add_generation_prompt=True)
     if template == "auto":
         template = "chat" if getattr(tokenizer, "chat_template", None) else "plain"
     if template == "plain":

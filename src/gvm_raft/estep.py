@@ -55,7 +55,7 @@ def sample_and_score(
     group_ids = list(range(len(prompts))) if group_ids is None else list(group_ids)
     generated = backend.generate(prompts, n_samples, params, seed)
     flat = [(i, s) for i, group in enumerate(generated) for s in group]
-    rewards = score(reward_fn, rows, prompts, [i for i, _ in flat], [s.text for _, s in flat])
+    rewards = score(reward_fn, rows, [i for i, _ in flat], [s.text for _, s in flat])
     scored: list[list[ScoredSample]] = [[] for _ in prompts]
     for (i, sample), reward in zip(flat, rewards, strict=True):
         scored[i].append(ScoredSample(group_ids[i], sample, reward, reward >= accept_threshold))
@@ -65,17 +65,26 @@ def sample_and_score(
 def score(
     reward_fn: RewardFn,
     rows: Sequence[PromptRow],
-    prompts: Sequence[str],
     owners: Sequence[int],
     completions: Sequence[str],
 ) -> list[float]:
-    """Call a TRL-style reward function; None rewards count as 0 with a warning."""
+    """Call a reward function as TRL does: ``reward_fn(prompts=, completions=, **columns)`` with
+    the dataset's prompts (texts, or chat messages for a conversational dataset, whose
+    completions are then [{"role": "assistant", "content": text}]), every other column as a
+    keyword list, and the normalised reference answers as ``answer``. None rewards count as 0
+    with a warning."""
     columns: dict[str, list] = {}
     for i in owners:
         for key, value in rows[i].columns.items():
-            columns.setdefault(key, []).append(value)
+            if key not in ("prompts", "completions"):
+                columns.setdefault(key, []).append(value)
     columns["answer"] = [rows[i].answer for i in owners]
-    rewards = reward_fn([prompts[i] for i in owners], list(completions), **columns)
+    prompts = [rows[i].problem for i in owners]
+    shaped = [
+        [{"role": "assistant", "content": text}] if rows[i].conversational else text
+        for i, text in zip(owners, completions, strict=True)
+    ]
+    rewards = reward_fn(prompts=prompts, completions=shaped, **columns)
     if len(rewards) != len(completions):
         raise UserError(
             f"the reward function gave {len(rewards)} rewards for {len(completions)} completions"

@@ -90,7 +90,7 @@ def _sampled(backend, rows, prompts, reward_fn, k, params, seed, threshold):
     generated = backend.generate(prompts, [k] * len(prompts), params, seed)
     owners = [i for i, group in enumerate(generated) for _ in group]
     texts = [s.text for group in generated for s in group]
-    rewards = np.array(score(reward_fn, rows, prompts, owners, texts)).reshape(len(prompts), k)
+    rewards = np.array(score(reward_fn, rows, owners, texts)).reshape(len(prompts), k)
     correct = (rewards >= threshold).sum(1)
     majority = [
         majority_correct([s.text for s in group], rewards[i], threshold)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from gvm_raft.config import TrainConfig
+from gvm_raft.config import GVMConfig
 from gvm_raft.distributed import sum_across
 from gvm_raft.estep import ScoredSample, collate_samples
 from gvm_raft.logprobs import token_log_probs
@@ -27,7 +27,7 @@ from gvm_raft.losses import aggregate, grpo_advantages, kl_k3, normaliser_of, po
 from gvm_raft.sharding import backward, micro_batch, optimizer_step
 
 
-def advantages_for(config: TrainConfig, samples: Sequence[ScoredSample]) -> torch.Tensor:
+def advantages_for(config: GVMConfig, samples: Sequence[ScoredSample]) -> torch.Tensor:
     rewards = torch.tensor([s.reward for s in samples])
     if config.algorithm == "grpo":
         groups = [s.group_id for s in samples]
@@ -49,7 +49,7 @@ class Learner:
 
 
 def update_policy(
-    config: TrainConfig,
+    config: GVMConfig,
     learner: Learner,
     samples: Sequence[ScoredSample],
     rng: np.random.Generator,
@@ -103,7 +103,7 @@ def update_policy(
     }
 
 
-def mini_batches(order: np.ndarray, config: TrainConfig, steps: int) -> list[list[int]]:
+def mini_batches(order: np.ndarray, config: GVMConfig, steps: int) -> list[list[int]]:
     """One epoch's mini-batches (sample indices, one optimizer step each). RAFT++ and GRPO cut
     the shuffled batch into mini_batch_size pieces. RAFT trains on the accepted samples only,
     and splits them into as many nearly equal pieces as the whole batch would give (``steps``,
@@ -132,9 +132,7 @@ class MiniBatch:
     filler: ScoredSample
 
 
-def _step(
-    config: TrainConfig, learner: Learner, batch: MiniBatch
-) -> tuple[dict[str, float], float]:
+def _step(config: GVMConfig, learner: Learner, batch: MiniBatch) -> tuple[dict[str, float], float]:
     """Accumulate the mini-batch's gradient over micro-batches, clip, and step.
 
     Each process's loss is multiplied by the process count: data-parallel training averages

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
     ALLOCATIONS_FILE,
@@ -25,11 +25,11 @@ from gvm_raft.checkpoint import (
     latest_checkpoint,
     remove_staging,
 )
-from gvm_raft.config import ConfigError, TrainConfig, save_config
+from gvm_raft.config import ConfigError, GVMConfig, save_config
 from gvm_raft.data import PromptRow, load_prompts
 from gvm_raft.models import enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from gvm_raft.mstep import Learner
-from gvm_raft.rewards import RewardFn, close_reward, load_reward
+from gvm_raft.rewards import RewardFn, close_reward, load_rewards
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.sharding import (
@@ -53,7 +53,7 @@ class Run:
         the engine shards parameters (see sharding.py).
     """
 
-    config: TrainConfig
+    config: GVMConfig
     run_dir: Path
     accelerator: Accelerator
     model: torch.nn.Module
@@ -84,11 +84,25 @@ class Run:
         )
 
 
-def setup(config: TrainConfig, progress: bool) -> Run:
-    """Load data, reward and model, and prepare the run directory. Data and reward come first,
-    so a bad dataset or reward fails before a large model is loaded."""
-    for key in ("model_name_or_path", "train_file"):
-        if not getattr(config, key):
+@dataclass
+class Inputs:
+    """What a run is given as Python objects (``GVMTrainer``) instead of the config's paths
+    and names: each None part is loaded from the config."""
+
+    model: PreTrainedModel | None = None
+    tokenizer: PreTrainedTokenizerBase | None = None
+    train_rows: list[PromptRow] | None = None
+    test_rows: list[PromptRow] | None = None
+    reward_fn: RewardFn | None = None
+
+
+def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Run:
+    """Load data, reward and model (those not given), and prepare the run directory. Data and
+    reward come first, so a bad dataset or reward fails before a large model is loaded."""
+    inputs = inputs or Inputs()
+    given = {"model_name_or_path": inputs.model, "train_file": inputs.train_rows}
+    for key, part in given.items():
+        if not getattr(config, key) and part is None:
             raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
     run_dir = Path(config.output_dir)
     if int(os.environ.get("RANK", "0")) == 0:  # the main process; the engine starts later
@@ -96,36 +110,55 @@ def setup(config: TrainConfig, progress: bool) -> Run:
     check_resumable(config, run_dir)
     check_engine_available()
     check_backend_available(config)
-    train_rows, test_rows = load_datasets(config)
-    reward_fn = load_reward(config.reward, config.reward_timeout)
+    if config.rollout_backend == "vllm" and not config.model_name_or_path:
+        raise ConfigError(
+            "rollout_backend=vllm starts its engine from a directory: save the model "
+            "(save_pretrained) and pass its path, or use rollout_backend=hf"
+        )
+    train_rows, test_rows = load_datasets(config, inputs.train_rows, inputs.test_rows)
+    reward_fn = inputs.reward_fn or load_rewards(
+        config.reward, config.reward_weights, config.reward_timeout
+    )
     try:
-        return _setup_model(config, progress, run_dir, train_rows, test_rows, reward_fn)
+        return _setup_model(
+            config,
+            progress,
+            run_dir,
+            Inputs(inputs.model, inputs.tokenizer),
+            train_rows,
+            test_rows,
+            reward_fn,
+        )
     except BaseException:
         close_reward(reward_fn)
         raise
 
 
-def load_datasets(config: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
-    """The training and (optional) test prompts; the training set must fill one iteration."""
-    train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
+def load_datasets(
+    config: GVMConfig,
+    train_rows: list[PromptRow] | None = None,
+    test_rows: list[PromptRow] | None = None,
+) -> tuple[list[PromptRow], list[PromptRow]]:
+    """The training and (optional) test prompts, those not given read from the config's
+    files; the training set must fill one iteration."""
+    if train_rows is None:
+        train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
     if len(train_rows) < config.prompts_per_iteration:
         raise ConfigError(
             f"prompts_per_iteration={config.prompts_per_iteration} exceeds the "
-            f"{len(train_rows)} usable prompts of {config.train_file}: lower "
-            "prompts_per_iteration or use a larger train_file"
+            f"{len(train_rows)} usable prompts of {config.train_file or 'train_dataset'}: "
+            "lower prompts_per_iteration or use a larger training set"
         )
-    test_rows = (
-        load_prompts(config.test_file, config.prompt_column, config.answer_column)
-        if config.test_file
-        else []
-    )
-    return train_rows, test_rows
+    if test_rows is None and config.test_file:
+        test_rows = load_prompts(config.test_file, config.prompt_column, config.answer_column)
+    return train_rows, test_rows or []
 
 
 def _setup_model(
-    config: TrainConfig,
+    config: GVMConfig,
     progress: bool,
     run_dir: Path,
+    given: Inputs,
     train_rows: list[PromptRow],
     test_rows: list[PromptRow],
     reward_fn: RewardFn,
@@ -138,18 +171,19 @@ def _setup_model(
     )
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
-    tokenizer = load_tokenizer(config.model_name_or_path)
+    tokenizer = given.tokenizer or load_tokenizer(config.model_name_or_path)
     kernel = config.attn_implementation
+    needs_reference = config.algorithm != "raft" and config.beta > 0
     with loading_whole_models(accelerator):
-        setting = "checkpoint" if checkpoint else "model_name_or_path"
-        model = load_causal_lm(source, setting, attn_implementation=kernel)
+        initial = given.model  # the KL reference's weights; the policy's unless resuming
+        if initial is None and (checkpoint is None or needs_reference):
+            initial = load_causal_lm(config.model_name_or_path, attn_implementation=kernel)
+        model = initial
+        if checkpoint is not None:
+            model = load_causal_lm(source, "checkpoint", attn_implementation=kernel)
         ref_model = None
-        if config.algorithm != "raft" and config.beta > 0:
-            ref_model = (
-                load_causal_lm(config.model_name_or_path, attn_implementation=kernel)
-                if checkpoint
-                else copy.deepcopy(model)
-            )
+        if needs_reference:
+            ref_model = copy.deepcopy(initial) if model is initial else initial
     if config.gradient_checkpointing:
         enable_activation_checkpointing(model)
     if ref_model is not None:
@@ -221,7 +255,7 @@ def trackers(log_with: str | None) -> list[str] | None:
     return names
 
 
-def check_backend_available(config: TrainConfig) -> None:
+def check_backend_available(config: GVMConfig) -> None:
     if config.rollout_backend == "vllm":
         from gvm_raft.rollout.vllm import check_vllm_installed
 
@@ -232,7 +266,7 @@ def check_backend_available(config: TrainConfig) -> None:
 
 
 def make_backend(
-    config: TrainConfig,
+    config: GVMConfig,
     source: Path,
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,

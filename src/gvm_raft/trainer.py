@@ -18,7 +18,7 @@ import numpy as np
 
 from gvm_raft.allocation import Allocation, allocate, allocation_summary, estimator_weights
 from gvm_raft.checkpoint import resume_point, save_iteration
-from gvm_raft.config import TrainConfig
+from gvm_raft.config import GVMConfig
 from gvm_raft.data import PromptRow, render_prompt
 from gvm_raft.distributed import (
     check_identical,
@@ -39,14 +39,15 @@ from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
 from gvm_raft.rollout.base import SamplingParams
-from gvm_raft.run import Run, log, record_allocation, setup, sync_policy
+from gvm_raft.run import Inputs, Run, log, record_allocation, setup, sync_policy
 from gvm_raft.seeds import Stream, stream_rng, stream_seed
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Run (or resume) the configured training; returns the run directory."""
-    run = setup(config, progress)
+def train(config: GVMConfig, progress: bool = True, inputs: Inputs | None = None) -> Path:
+    """Run (or resume) the configured training, from the config's paths or the given Python
+    objects (``GVMTrainer``); returns the run directory."""
+    run = setup(config, progress, inputs)
     try:
         start = resume_point(run)
         if start == 0:
@@ -162,7 +163,7 @@ def estimate(run: Run, batch: PromptBatch, stage1: list[list[ScoredSample]]) -> 
 
 
 def join_stages(
-    config: TrainConfig, stage1: list[list[ScoredSample]], stage2: list[list[ScoredSample]]
+    config: GVMConfig, stage1: list[list[ScoredSample]], stage2: list[list[ScoredSample]]
 ) -> list[list[ScoredSample]]:
     """Each prompt's group: its stage-2 samples, after its stage-1 samples when reused."""
     if not config.reuse_stage1:
@@ -218,7 +219,7 @@ def previous_estimates(stats: RunningPromptStats, row_ids: list[int]) -> PromptS
     return estimates
 
 
-def allocate_samples(config: TrainConfig, estimates: PromptStats) -> Allocation:
+def allocate_samples(config: GVMConfig, estimates: PromptStats) -> Allocation:
     """n_i per prompt for this iteration (budget N) by the configured strategy. With
     reuse_stage1 every prompt already holds k samples, so n_i >= k."""
     minimum = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
@@ -306,7 +307,7 @@ def old_log_probs_for(run: Run, batch: list[ScoredSample]) -> list[ScoredSample]
 
 
 def weighted_batch(
-    config: TrainConfig, groups: list[list[ScoredSample]], estimates: PromptStats
+    config: GVMConfig, groups: list[list[ScoredSample]], estimates: PromptStats
 ) -> list[ScoredSample]:
     """The groups' samples in order; with sample_weighting=inverse_acceptance each carries
     weight 1/(n_i p_i) (``estimator_weights``), scaled to mean 1 over the accepted samples."""

@@ -20,10 +20,17 @@ from gvm_raft.rewards.arithmetic import arithmetic_reward
 RewardFn = Callable[..., list]
 
 
+def completion_text(completion: str | list[dict[str, str]]) -> str:
+    """A completion's text: itself, or the content of a conversational completion's message."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
 def arithmetic_reward_fn(
-    prompts: Sequence[str], completions: Sequence[str], answer: Sequence[str], **columns: object
+    prompts: Sequence[object], completions: Sequence[object], answer: Sequence[str], **columns
 ) -> list[float]:
-    return [arithmetic_reward(c, a) for c, a in zip(completions, answer, strict=True)]
+    return [
+        arithmetic_reward(completion_text(c), a) for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
@@ -50,6 +57,74 @@ def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
     if not callable(fn):
         raise ConfigError(f"reward {name!r} is a {type(fn).__name__}, not a function")
     return fn
+
+
+RewardSpec = str | RewardFn | Sequence[str | RewardFn]
+
+
+def load_rewards(
+    spec: RewardSpec, weights: Sequence[float] | None = None, timeout: float = 5.0
+) -> RewardFn:
+    """One reward function from a spec: a name ("arithmetic", "math", "module:function", or
+    several comma-separated), a callable, or a list of either; several are combined with
+    ``weights`` (default 1 each) as TRL's reward_weights: the weighted sum of their rewards."""
+    items = spec.split(",") if isinstance(spec, str) else [spec] if callable(spec) else list(spec)
+    funcs: list[RewardFn] = []
+    try:
+        for item in items:
+            fn = load_reward(item.strip(), timeout) if isinstance(item, str) else item
+            if not callable(fn):
+                raise ConfigError(f"reward_funcs: {fn!r} is not a function")
+            funcs.append(fn)
+    except BaseException:
+        for fn in funcs:  # a verifier already started
+            close_reward(fn)
+        raise
+    if weights is not None and len(weights) != len(funcs):
+        for fn in funcs:
+            close_reward(fn)
+        raise ConfigError(
+            f"reward_weights has {len(weights)} weights for {len(funcs)} reward functions: give "
+            "one per function"
+        )
+    if len(funcs) == 1 and (weights is None or weights[0] == 1.0):
+        return funcs[0]
+    return WeightedRewards(funcs, list(weights) if weights is not None else [1.0] * len(funcs))
+
+
+class WeightedRewards:
+    """sum_j w_j r_j(completion) over reward functions r_j; a function's None (no opinion on a
+    completion) counts as 0, and a completion no function scores stays None."""
+
+    def __init__(self, funcs: Sequence[RewardFn], weights: Sequence[float]) -> None:
+        self.funcs, self.weights = list(funcs), list(weights)
+
+    def __call__(self, prompts: Sequence[object], completions: Sequence[object], **columns):
+        totals: list[float | None] = [None] * len(completions)
+        for fn, weight in zip(self.funcs, self.weights, strict=True):
+            rewards = fn(prompts=prompts, completions=completions, **columns)
+            if len(rewards) != len(completions):
+                name = getattr(fn, "__name__", type(fn).__name__)
+                raise ValueError(
+                    f"reward {name} gave {len(rewards)} rewards for {len(completions)}"
+                )
+            for i, reward in enumerate(rewards):
+                if reward is not None:
+                    totals[i] = (totals[i] or 0.0) + weight * float(reward)
+        return totals
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The verifiers' check counts, summed (see MathVerifier.counts)."""
+        merged: dict[str, int] = {}
+        for fn in self.funcs:
+            for key, value in getattr(fn, "counts", {}).items():
+                merged[key] = merged.get(key, 0) + value
+        return merged
+
+    def close(self) -> None:
+        for fn in self.funcs:
+            close_reward(fn)
 
 
 def close_reward(fn: RewardFn) -> None:

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
+from gvm_raft.rewards import completion_text
 from gvm_raft.rewards.boxed import last_boxed
 from gvm_raft.rewards.pool import TimeLimitedPool
 
@@ -74,13 +75,14 @@ class MathVerifier:
 
     def __call__(
         self,
-        prompts: Sequence[str],
-        completions: Sequence[str],
+        prompts: Sequence[object],
+        completions: Sequence[object],
         answer: Sequence[str],
         **columns: object,
     ) -> list[float]:
         tasks, owners = [], []
-        for i, (completion, reference) in enumerate(zip(completions, answer, strict=True)):
+        for i, (raw, reference) in enumerate(zip(completions, answer, strict=True)):
+            completion = completion_text(raw)
             boxed = last_boxed(completion, max_chars=MAX_ANSWER_CHARS)
             if boxed is not None:
                 tasks.append((_clean(boxed), _clean(str(reference)), True))
