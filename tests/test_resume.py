@@ -21,10 +21,13 @@ from gvm_raft.trainer import (
 
 
 def test_resume_repeats_the_uninterrupted_run(tiny_config):
-    full = metric_rows(train(tiny_config("full"), progress=False))
+    full_dir = train(tiny_config("full"), progress=False)
+    full = metric_rows(full_dir)
     train(tiny_config("cut", iterations=1), progress=False)
-    resumed = metric_rows(train(tiny_config("cut", resume=True), progress=False))
-    assert resumed == full
+    resumed_dir = train(tiny_config("cut", resume=True), progress=False)
+    assert metric_rows(resumed_dir) == full
+    completions = [(d / "completions.jsonl").read_text() for d in (full_dir, resumed_dir)]
+    assert completions[0] == completions[1]
 
 
 def test_resume_refuses_settings_that_change_the_experiment(tiny_config):

@@ -4,13 +4,53 @@ from __future__ import annotations
 
 import json
 
+import parity_reward
 import pytest
+from runlogs import allocation_rows
 
 from gvm_raft.cli import main
 from gvm_raft.config import ConfigError
-from gvm_raft.trainer import (
-    train,
-)
+from gvm_raft.run import summary_line
+from gvm_raft.trainer import train
+
+
+def test_completions_are_logged_with_their_prompts_statistics_and_reported(tiny_config, tmp_path):
+    run_dir = train(tiny_config(iterations=3, log_completions=5), progress=False)
+    records = [json.loads(line) for line in (run_dir / "completions.jsonl").open()]
+    assert [r["iteration"] for r in records] == [1] * 5 + [2] * 5 + [3] * 5
+    allocations = allocation_rows(run_dir)
+    for record in records:
+        allocation = allocations[record["iteration"] - 1]
+        j = allocation["row_id"].index(record["row_id"])
+        assert record["n_samples"] == allocation["n_samples"][j]
+        assert record["accept_rate"] == allocation["accept_rate"][j]
+        assert record["grad_norm"] == allocation["grad_norm"][j]
+        expected = parity_reward.even_code_point_sum([record["prompt"]], [record["completion"]])
+        assert record["reward"] == expected[0] and record["accepted"] == (expected[0] >= 1.0)
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report/report.md").read_text()
+    assert "### Completions of run" in report
+    for iteration in (1, 2, 3):  # first, middle, last
+        assert f"Iteration {iteration}:" in report
+    every = train(tiny_config("every", iterations=1, log_completions=-1), progress=False)
+    assert len((every / "completions.jsonl").read_text().splitlines()) == 16  # 4 x 4 samples
+
+
+def test_the_console_line_shows_the_figures_that_matter():
+    metrics = {
+        "iteration": 3,
+        "test/accuracy": 0.4321,
+        "train/accept_rate": 0.25,
+        "allocation/min": 2,
+        "allocation/max": 14,
+        "allocation/variance_ratio": 0.5,
+        "samples/cumulative": 1536,
+        "time/iteration": 7.6,
+    }
+    assert summary_line(metrics) == (
+        "iteration 3 | test acc 0.432 | train acc 0.250 | n_i min 2 | max 14 | "
+        "var/uniform 0.500 | samples 1536 | s 8"
+    )
 
 
 def test_report_overlays_runs(tiny_config, tmp_path, capsys):
@@ -29,10 +69,15 @@ def test_report_overlays_runs(tiny_config, tmp_path, capsys):
     assert "has no metrics.jsonl" in capsys.readouterr().err
 
 
-def test_tensorboard_tracker_receives_metrics(tiny_config):
+def test_tensorboard_tracker_receives_metrics_and_completions(tiny_config):
     pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     run_dir = train(tiny_config("tb", iterations=1, log_with="tensorboard"), progress=False)
-    assert list(run_dir.rglob("events.out.tfevents.*"))
+    events = EventAccumulator(str(next(run_dir.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    assert "test/accuracy" in events.Tags()["scalars"]
+    assert "completions/text_summary" in events.Tags()["tensors"]
     with pytest.raises(ConfigError, match="unknown tracker 'tensorbored'"):
         train(tiny_config("x", log_with="tensorbored"), progress=False)
 

@@ -1,7 +1,8 @@
 """Checkpoints and resume: a run directory is enough to continue a run.
 
 A run directory holds ``config.yaml``, ``metrics.jsonl`` (one row per iteration),
-``allocations.jsonl`` (per-prompt statistics and samples per iteration) and ``checkpoints/``.
+``allocations.jsonl`` (per-prompt statistics and samples per iteration),
+``completions.jsonl`` (a sample of what the model wrote) and ``checkpoints/``.
 Checkpoint layout: ``checkpoints/iteration-000003/`` holding ``model/`` (save_pretrained:
 safetensors plus the tokenizer), ``optimizer.pt`` (whole, keyed by parameter name),
 ``scheduler.pt`` and ``trainer_state.json``; ``checkpoints/latest`` names the newest. A
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 ALLOCATIONS_FILE = "allocations.jsonl"
+COMPLETIONS_FILE = "completions.jsonl"
 
 
 def read_allocations(run_dir: Path) -> list[dict]:
@@ -90,7 +92,7 @@ def resume_point(run: Run) -> int:
         run.stats.load_state_dict(state["stats"])
         run.totals.update(state["totals"])
     if run.accelerator.is_main_process:
-        for name in (METRICS_FILE, ALLOCATIONS_FILE):
+        for name in (METRICS_FILE, ALLOCATIONS_FILE, COMPLETIONS_FILE):
             path = run.run_dir / name
             if not path.exists():
                 continue

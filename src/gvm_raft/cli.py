@@ -208,7 +208,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("config", help="YAML config file")
     cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    _add_quiet(cmd)
     cmd.set_defaults(handler=_run_train)
+
+
+def _add_quiet(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars nor per-iteration lines (other processes than the main one are "
+        "always quiet)",
+    )
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -217,7 +227,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from gvm_raft.config import load_config
     from gvm_raft.trainer import train
 
-    run_dir = train(load_config(args.config, args.overrides))
+    run_dir = train(load_config(args.config, args.overrides), progress=not args.quiet)
     if PartialState().is_main_process:
         print(f"run directory: {run_dir}")
     return 0
@@ -234,13 +244,14 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--world", default="runs/demo-world", help="directory of the demo world")
     cmd.add_argument("--out", default="runs/demo", help="run directory")
     cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    _add_quiet(cmd)
     cmd.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from gvm_raft.demo import run_demo
 
-    run_demo(args.world, args.out, args.overrides)
+    run_demo(args.world, args.out, args.overrides, progress=not args.quiet)
     return 0
 
 
@@ -411,6 +422,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--report-only", action="store_true", help="train nothing: report the finished runs"
     )
+    _add_quiet(cmd)
     cmd.set_defaults(handler=_run_compare)
 
 
@@ -431,7 +443,13 @@ def _run_compare(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     results = run_arms(
-        arms, args.seeds, args.config, out, args.overrides, train_missing=not args.report_only
+        arms,
+        args.seeds,
+        args.config,
+        out,
+        args.overrides,
+        progress=not args.quiet,
+        train_missing=not args.report_only,
     )
     baselines = {a: f"{a}/uniform" for a in algorithms if f"{a}/uniform" in results}
     print(write_results(results, out, baselines))

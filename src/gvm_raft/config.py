@@ -44,6 +44,11 @@ class GVMConfig:
     iterations: int = doc("EM iterations (stage 1, allocate, stage 2, update)", default=10)
     resume: bool = doc("continue from the run directory's latest checkpoint", default=False)
     keep_checkpoints: int = doc("checkpoints kept (the newest)", default=1)
+    log_completions: int = doc(
+        "completions written to completions.jsonl (and trackers) each iteration, drawn at random "
+        "from the batch with their prompt, reward, n_i, p_i and G_i (0 = none, -1 = every one)",
+        default=8,
+    )
     log_with: str | None = doc(
         "accelerate trackers, comma-separated: tensorboard, wandb, ... (None = off)", default=None
     )
@@ -342,6 +347,7 @@ RANGES: dict[str, tuple[float, bool, float, bool]] = {
     **dict.fromkeys(["temperature", "max_grad_norm", "reward_timeout"], (0, False, INF, False)),
     **dict.fromkeys(["accept_threshold", "gvm_beta"], (-INF, False, INF, False)),
     "dual_clip": (1, False, INF, False),
+    "log_completions": (-1, True, INF, False),
     "max_accept_rate": (0, True, 1, True),
     "top_p": (0, False, 1, True),
     "vllm_gpu_memory_utilization": (0, False, 1, True),
@@ -406,6 +412,7 @@ RESUMABLE_CHANGES = frozenset(
         "output_dir",
         "keep_checkpoints",
         "log_with",
+        "log_completions",
         "rollout_backend",
         "rollout_batch_size",
         "vllm_gpu_memory_utilization",

@@ -19,7 +19,7 @@ def bundled_config(name: str = "demo.yaml") -> Path:
     return Path(str(resources.files("gvm_raft") / "configs" / name))
 
 
-def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
+def run_demo(world_dir: str, out_dir: str, overrides: list[str], progress: bool = True) -> Path:
     """Check the overrides, prepare (or reuse) the world, train (or resume) the demo run, and
     write its report.
 
@@ -38,10 +38,10 @@ def run_demo(world_dir: str, out_dir: str, overrides: list[str]) -> Path:
     )
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.main_process_first():
-        report = prepare_demo_world(world_dir)
-    if state.is_main_process:
+        report = prepare_demo_world(world_dir, progress=progress)
+    if state.is_main_process and progress:
         print(format_world_report(report, world_dir), flush=True)
-    run_dir = train(config)
+    run_dir = train(config, progress=progress)
     if state.is_main_process:
         print(write_report([run_dir], run_dir / "report"), flush=True)
     return run_dir

@@ -1,20 +1,18 @@
-"""Tables and plots from run directories (metrics.jsonl, allocations.jsonl, config.yaml).
+"""Tables and plots from run directories (metrics.jsonl, allocations.jsonl, completions.jsonl,
+config.yaml).
 
 Plots (PNG): test accuracy against iteration and against generated samples (stage 1 + 2), runs
-overlaid; sample allocation against acceptance rate in each run's last iteration.
+overlaid; sample allocation against acceptance rate in each run's last iteration. Examples of
+completions from each run's first, middle and last logged iteration.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import yaml
 
-from gvm_raft.checkpoint import read_allocations
+from gvm_raft.checkpoint import COMPLETIONS_FILE, METRICS_FILE, read_allocations
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
 
@@ -34,7 +32,7 @@ def summary_table(run_dirs: list[Path]) -> str:
     )
     lines = [header]
     for run_dir in run_dirs:
-        rows = read_jsonl(run_dir / "metrics.jsonl")
+        rows = read_jsonl(run_dir / METRICS_FILE)
         if not rows:
             raise UserError(f"{run_dir} has no metrics.jsonl rows: is it a run directory?")
         accuracy = [r["test/accuracy"] for r in rows if "test/accuracy" in r]
@@ -54,7 +52,17 @@ def summary_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
+    plt = _pyplot()
     written = []
     for x_key, x_label, name in [
         ("iteration", "iteration", "accuracy_vs_iteration.png"),
@@ -62,7 +70,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
     ]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for run_dir in run_dirs:
-            rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "test/accuracy" in r]
+            rows = [r for r in read_jsonl(run_dir / METRICS_FILE) if "test/accuracy" in r]
             xs = [r.get(x_key, 0) for r in rows]
             ax.plot(xs, [r["test/accuracy"] for r in rows], marker="o", label=run_label(run_dir))
         ax.set_xlabel(x_label)
@@ -77,6 +85,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
 
 
 def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
+    plt = _pyplot()
     runs = [(d, read_allocations(d)) for d in run_dirs]
     runs = [(d, rows[-1]) for d, rows in runs if rows]
     if not runs:
@@ -98,14 +107,54 @@ def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
     return path
 
 
+def completion_examples(run_dir: Path, per_iteration: int = 3) -> str:
+    """Markdown: a few logged completions of the run's first, middle and last logged iteration
+    ("" when the run logged none)."""
+    records = read_jsonl(run_dir / COMPLETIONS_FILE)
+    if not records:
+        return ""
+    logged = sorted({r["iteration"] for r in records})
+    chosen = sorted({logged[0], logged[len(logged) // 2], logged[-1]})
+    parts = [f"### Completions of {run_label(run_dir)}"]
+    for iteration in chosen:
+        examples = [r for r in records if r["iteration"] == iteration][:per_iteration]
+        parts += ["", f"Iteration {iteration}:", "", completions_markdown(examples)]
+    return "\n".join(parts)
+
+
+COMPLETION_COLUMNS = ("prompt", "completion", "reward", "accepted", "n_samples", "accept_rate")
+
+
+def completions_markdown(records: list[dict], width: int = 160) -> str:
+    """A markdown table of completions, texts on one line and cut at ``width`` characters."""
+
+    def cell(value: object) -> str:
+        text = " ".join(str(value).split()).replace("|", "\\|")
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    lines = [
+        "| " + " | ".join(COMPLETION_COLUMNS) + " |",
+        "|" + "---|" * len(COMPLETION_COLUMNS),
+    ]
+    for record in records:
+        values = [
+            f"{record[c]:.3f}" if isinstance(record[c], float) else cell(record[c])
+            for c in COMPLETION_COLUMNS
+        ]
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def write_report(run_dirs: list[Path], out_dir: Path) -> str:
-    """Write report.md and the PNG plots into out_dir; returns the markdown."""
+    """Write report.md (summary, plots, completion examples) and the PNG plots into out_dir;
+    returns the summary table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = summary_table(run_dirs)
     images = plot_accuracy(run_dirs, out_dir)
     allocation = plot_allocation(run_dirs, out_dir)
     if allocation is not None:
         images.append(allocation)
-    text = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in images], ""])
+    examples = [text for text in map(completion_examples, run_dirs) if text]
+    text = "\n".join([table, "", *[f"![{p.stem}]({p.name})" for p in images], "", *examples, ""])
     atomic_write_text(out_dir / "report.md", text)
     return f"{table}\n\nreport written to {out_dir / 'report.md'}"

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
     ALLOCATIONS_FILE,
+    COMPLETIONS_FILE,
     METRICS_FILE,
     check_resumable,
     latest_checkpoint,
@@ -27,11 +28,14 @@ from gvm_raft.checkpoint import (
 )
 from gvm_raft.config import ConfigError, GVMConfig, save_config
 from gvm_raft.data import PromptRow, load_prompts
+from gvm_raft.estep import ScoredSample
 from gvm_raft.models import enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from gvm_raft.mstep import Learner
+from gvm_raft.report import COMPLETION_COLUMNS, completions_markdown
 from gvm_raft.rewards import RewardFn, close_reward, load_rewards
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
+from gvm_raft.seeds import Stream, stream_rng
 from gvm_raft.sharding import (
     check_engine_available,
     configure_deepspeed,
@@ -301,24 +305,28 @@ def log(run: Run, metrics: dict) -> None:
         print(summary_line(metrics), flush=True)
 
 
+SUMMARY_FIELDS = [
+    ("test/accuracy", "test acc", "{:.3f}"),
+    ("test/accuracy_greedy", "greedy", "{:.3f}"),
+    ("train/accept_rate", "train acc", "{:.3f}"),
+    ("train/loss", "loss", "{:.3f}"),
+    ("allocation/min", "n_i min", "{:.0f}"),
+    ("allocation/max", "max", "{:.0f}"),
+    ("allocation/variance_ratio", "var/uniform", "{:.3f}"),
+    ("samples/cumulative", "samples", "{:.0f}"),
+    ("time/iteration", "s", "{:.0f}"),
+]
+
+
 def summary_line(metrics: dict) -> str:
+    """The console's line per iteration: accuracy, acceptance, loss, the allocation's spread
+    (n_i from min to max) and variance against uniform, samples so far and seconds."""
     parts = [f"iteration {metrics['iteration']}"]
-    for key, label in [
-        ("test/accuracy", "test acc"),
-        ("test/accuracy_greedy", "greedy"),
-        ("train/accept_rate", "train acc"),
-        ("train/loss", "loss"),
-        ("allocation/variance_ratio", "var/uniform"),
-        ("samples/cumulative", "samples"),
-        ("time/iteration", "s"),
-    ]:
-        if key in metrics:
-            value = metrics[key]
-            parts.append(
-                f"{label} {value:.0f}"
-                if key.startswith(("samples", "time"))
-                else f"{label} {value:.3f}"
-            )
+    parts += [
+        f"{label} {form.format(metrics[key])}"
+        for key, label, form in SUMMARY_FIELDS
+        if key in metrics
+    ]
     return " | ".join(parts)
 
 
@@ -344,3 +352,53 @@ def record_allocation(
     }
     with open(run.run_dir / ALLOCATIONS_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
+
+
+def record_completions(
+    run: Run,
+    iteration: int,
+    rows: list[PromptRow],
+    groups: list[list[ScoredSample]],
+    estimates: PromptStats,
+) -> None:
+    """log_completions of the batch's samples, drawn at random: prompt, completion, reward,
+    acceptance, and the prompt's n_i, p_i and G_i, to completions.jsonl and the trackers."""
+    count = run.config.log_completions
+    if not run.accelerator.is_main_process or count == 0:
+        return
+    owned = [(i, s) for i, group in enumerate(groups) for s in group]
+    if 0 < count < len(owned):
+        rng = stream_rng(run.config.seed, Stream.COMPLETION_LOG, iteration)
+        owned = [owned[j] for j in sorted(rng.choice(len(owned), count, replace=False))]
+    records = [
+        {
+            "iteration": iteration,
+            "row_id": rows[i].row_id,
+            "prompt": rows[i].problem,
+            "completion": s.sample.text,
+            "reward": s.reward,
+            "accepted": s.accepted,
+            "n_samples": len(groups[i]),
+            "accept_rate": float(estimates.accept_rates[i]),
+            "grad_norm": float(estimates.grad_norms[i]),
+        }
+        for i, s in owned
+    ]
+    with open(run.run_dir / COMPLETIONS_FILE, "a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in records)
+    if run.config.log_with:
+        send_completions(run.accelerator, records, iteration)
+
+
+def send_completions(accelerator: Accelerator, records: list[dict], step: int) -> None:
+    """The completions as a table for the trackers that show one, as TRL's log_completions:
+    TensorBoard text (markdown) and a wandb Table."""
+    rows = [[str(r[c]) if c == "prompt" else r[c] for c in COMPLETION_COLUMNS] for r in records]
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_text("completions", completions_markdown(records), step)
+        elif tracker.name == "wandb":
+            import wandb
+
+            table = wandb.Table(columns=list(COMPLETION_COLUMNS), data=rows)
+            tracker.log({"completions": table}, step=step)

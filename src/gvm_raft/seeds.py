@@ -23,6 +23,7 @@ class Stream(IntEnum):
     REFILL = 5  # the refill rounds' rollouts
     MINI_BATCH_ORDER = 6  # the M-step's shuffle of the batch into mini-batches
     EVALUATION = 7  # the sampled evaluation (the same every iteration: paired curves)
+    COMPLETION_LOG = 8  # which completions go to completions.jsonl
 
 
 SAMPLING_STREAMS = frozenset({Stream.STAGE1, Stream.STAGE2, Stream.REFILL})

@@ -39,7 +39,15 @@ from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
 from gvm_raft.rollout.base import SamplingParams
-from gvm_raft.run import Inputs, Run, log, record_allocation, setup, sync_policy
+from gvm_raft.run import (
+    Inputs,
+    Run,
+    log,
+    record_allocation,
+    record_completions,
+    setup,
+    sync_policy,
+)
 from gvm_raft.seeds import Stream, stream_rng, stream_seed
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
@@ -86,8 +94,8 @@ def run_iteration(run: Run, iteration: int) -> dict:
     groups = join_stages(config, stage1, stage2)
     n_samples = np.array([len(g) for g in groups])
     update_online_stats(run, batch, groups)
-    groups, refills, filtering = keep_informative_groups(run, batch, groups, iteration)
-    samples = old_log_probs_for(run, weighted_batch(config, groups, estimates))
+    kept, refills, filtering = keep_informative_groups(run, batch, groups, iteration)
+    samples = old_log_probs_for(run, weighted_batch(config, kept, estimates))
     timer.lap("stage2")
     # M-step
     rng = stream_rng(config.seed, Stream.MINI_BATCH_ORDER, iteration)
@@ -100,9 +108,10 @@ def run_iteration(run: Run, iteration: int) -> dict:
     timer.lap("eval")
     # Record
     record_allocation(run, iteration, batch.rows, estimates, n_samples, allocation.fallback)
+    record_completions(run, iteration, batch.rows, groups, estimates)
     return (
         {"iteration": iteration, "epoch": ((iteration - 1) * batch.size) // len(run.train_rows)}
-        | sample_metrics(run, stage1, stage2 + refills, groups)
+        | sample_metrics(run, stage1, stage2 + refills, kept)
         | allocation_metrics(n_samples, stage2_n_samples, estimates, allocation.fallback)
         | filtering
         | process_load_metrics(run, stage2_n_samples)
