@@ -13,7 +13,10 @@ tests/sharded_on_cpu.py from the shipped accelerate configs.
 Expected increase per process with P parameters in fp32 (weights, gradients, two AdamW moments;
 activations and engine buffers not counted): one process and DDP 16 P bytes; ZeRO-2 4 P + 12 P / 2;
 FSDP2 and ZeRO-3 16 P / 2 plus the 4 P replica.
+A third table compares the full M-step with a LoRA adapter's (peft, r 16 on q_proj and v_proj):
+only the adapter's gradients and AdamW moments are held.
 Run: .venv/bin/python benchmarks/sharding_memory.py [--layers 16] [--hidden 512] [--long-tokens 512]
+     [--sections engines checkpointing lora]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("single", "ddp", "fsdp2", "zero2", "zero3")
+SECTIONS = ("engines", "checkpointing", "lora")
 
 
 def long_batch(tokenizer, count: int, tokens: int) -> list:
@@ -54,7 +58,7 @@ def long_batch(tokenizer, count: int, tokens: int) -> list:
 
 
 def worker(
-    engine: str, layers: int, hidden: int, tokens: int, checkpointing: bool, out: Path
+    engine: str, layers: int, hidden: int, tokens: int, checkpointing: bool, lora: bool, out: Path
 ) -> None:
     import numpy as np
     import torch
@@ -65,7 +69,7 @@ def worker(
     from sharded_on_cpu import engine_accelerator
 
     from gvm_raft.config import GVMConfig
-    from gvm_raft.models import enable_activation_checkpointing
+    from gvm_raft.models import enable_activation_checkpointing, lora_config, with_adapter
     from gvm_raft.mstep import Learner, update_policy
     from gvm_raft.sharding import (
         configure_deepspeed,
@@ -93,8 +97,11 @@ def worker(
     parameters = sum(p.numel() for p in model.parameters())
     if checkpointing:
         enable_activation_checkpointing(model)
+    if lora:  # the default adapter: r 16, alpha 32 on q_proj and v_proj
+        model = with_adapter(model, lora_config(16, 32, 0.0, None))
     config = GVMConfig(algorithm="raft++", mini_batch_size=16, micro_batch_size=4, beta=0.0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     configure_deepspeed(accelerator, config.micro_batch_size, config.max_grad_norm)
     replica = make_replica(accelerator, model)
@@ -115,6 +122,7 @@ def worker(
         "engine": engine,
         "rank": accelerator.process_index,
         "parameters": parameters,
+        "trained": sum(p.numel() for p in trained),
         "peak_mib": peak / 1024,
         "increase_mib": (peak - baseline) / 1024,
         "seconds": seconds,
@@ -123,12 +131,18 @@ def worker(
 
 
 def measure(
-    engine: str, layers: int, hidden: int, tokens: int = 0, checkpointing: bool = False
+    engine: str,
+    layers: int,
+    hidden: int,
+    tokens: int = 0,
+    checkpointing: bool = False,
+    lora: bool = False,
 ) -> list[dict]:
     out = Path(tempfile.mkdtemp(prefix=f"memory-{engine}-"))
     args = [__file__, "--worker", engine, "--layers", str(layers), "--hidden", str(hidden)]
     args += ["--out", str(out), "--tokens", str(tokens)]
     args += ["--gradient-checkpointing"] if checkpointing else []
+    args += ["--lora"] if lora else []
     processes = "1" if engine == "single" else "2"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", processes]
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), *sys.path])}
@@ -149,6 +163,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tokens", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--gradient-checkpointing", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lora", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="engines, gradient checkpointing, full vs LoRA M-step",
+    )
     args = parser.parse_args()
     if args.worker:
         worker(
@@ -157,10 +179,20 @@ def main() -> None:
             args.hidden,
             args.tokens,
             args.gradient_checkpointing,
+            args.lora,
             args.out,
         )
         return
-    results = {engine: measure(engine, args.layers, args.hidden) for engine in ENGINES}
+    if "engines" in args.sections:
+        engines_table(args.layers, args.hidden)
+    if "checkpointing" in args.sections:
+        checkpointing_table(args.layers, args.hidden, args.long_tokens)
+    if "lora" in args.sections:
+        lora_table(args.layers, args.hidden, args.long_tokens)
+
+
+def engines_table(layers: int, hidden: int) -> None:
+    results = {engine: measure(engine, layers, hidden) for engine in ENGINES}
     parameters = results["single"][0]["parameters"]
     mib = parameters * 4 / 2**20
     print(f"model: {parameters / 1e6:.1f} M parameters ({mib:.0f} MiB in fp32); 2 processes")
@@ -177,15 +209,33 @@ def main() -> None:
         peaks = " / ".join(f"{r['peak_mib']:.0f}" for r in rows)
         increases = " / ".join(f"{r['increase_mib']:.0f}" for r in rows)
         print(f"| {engine} | {peaks} | {increases} | {expected[engine]:.0f} |")
-    print(f"\none process, 8 completions of {args.long_tokens} tokens, micro-batches of 4:")
+
+
+def checkpointing_table(layers: int, hidden: int, tokens: int) -> None:
+    print(f"\none process, 8 completions of {tokens} tokens, micro-batches of 4:")
     print("| gradient checkpointing | increase over baseline (MiB) | M-step seconds |")
     print("|---|---|---|")
     for checkpointing in (False, True):
-        row = measure("single", args.layers, args.hidden, args.long_tokens, checkpointing)[0]
+        row = measure("single", layers, hidden, tokens, checkpointing)[0]
         print(
             f"| {'on' if checkpointing else 'off'} | {row['increase_mib']:.0f} | "
             f"{row['seconds']:.1f} |"
         )
+
+
+def lora_table(layers: int, hidden: int, tokens: int) -> None:
+    print("\none process: full model against LoRA, on 16 short completions and on 8 of")
+    print(f"{tokens} tokens (where activations dominate)")
+    print("| M-step | completions | trained parameters | increase over baseline (MiB) | seconds |")
+    print("|---|---|---|---|---|")
+    for length in (0, tokens):
+        for lora in (False, True):
+            row = measure("single", layers, hidden, length, lora=lora)[0]
+            print(
+                f"| {'LoRA r 16 (q_proj, v_proj)' if lora else 'full'} | "
+                f"{'16 short' if length == 0 else f'8 x {length}'} | {row['trained']:,} | "
+                f"{row['increase_mib']:.0f} | {row['seconds']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

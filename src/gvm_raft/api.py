@@ -38,6 +38,8 @@ class GVMTrainer:
         and, for the built-in rewards, an answer column (``args.answer_column``; "" = none).
         None reads ``args.train_file`` / ``args.test_file``.
     processing_class: the tokenizer (default: the model directory's).
+    peft_config: a peft ``LoraConfig``: train that adapter only (else ``args.use_peft`` and the
+        ``lora_*`` settings).
     """
 
     def __init__(
@@ -48,9 +50,12 @@ class GVMTrainer:
         train_dataset: Any = None,
         eval_dataset: Any = None,
         processing_class: PreTrainedTokenizerBase | None = None,
+        peft_config: Any = None,
         progress: bool = True,
     ) -> None:
         args = args or GVMConfig()
+        if peft_config is not None:
+            args = dataclasses.replace(args, use_peft=True)
         if isinstance(model, (str, Path)):
             args = dataclasses.replace(args, model_name_or_path=str(model))
             model = None
@@ -70,6 +75,7 @@ class GVMTrainer:
         self.reward_funcs = reward_funcs
         self.train_rows = self._rows(train_dataset, "train_dataset")
         self.eval_rows = self._rows(eval_dataset, "eval_dataset")
+        self.peft_config = peft_config
         self.progress = progress
 
     def train(self) -> Path:
@@ -83,6 +89,7 @@ class GVMTrainer:
             train_rows=self.train_rows,
             test_rows=self.eval_rows,
             reward_fn=reward_fn,
+            peft_config=self.peft_config,
         )
         return train(self.args, self.progress, inputs)
 

@@ -122,7 +122,10 @@ class GVMConfig:
     min_expected_accepted: float = doc(
         "prompts expected to yield fewer get none (0 = off)", default=0.0
     )
-    grad_norm_group: str = doc("parameters of G_i: embedding, lm_head or all", default="embedding")
+    grad_norm_group: str = doc(
+        "parameters of G_i: embedding, lm_head, lora (the adapter's) or all (every trained one)",
+        default="embedding",
+    )
     grad_norm_reduction: Literal["sum", "mean"] = doc(
         "G_i of the summed response log-likelihood (sum, the reference) or of its per-token "
         "mean (mean: G_i / T, independent of response length, as a token_mean loss weighs it)",
@@ -188,6 +191,20 @@ class GVMConfig:
     )
     singleton_advantage: Literal["reward", "zero"] = doc(
         "GRPO group of one: advantage = reward (reference) or 0", default="reward"
+    )
+
+    # LoRA (peft; TRL's names)
+    use_peft: bool = doc(
+        "train a LoRA adapter instead of the whole model (checkpoints hold the adapter)",
+        default=False,
+    )
+    lora_r: int = doc("LoRA rank", default=16)
+    lora_alpha: int = doc("LoRA scaling numerator (the update is scaled by alpha / r)", default=32)
+    lora_dropout: float = doc("dropout on the LoRA branch's input", default=0.05)
+    lora_target_modules: tuple[str, ...] | None = doc(
+        "module names that get adapters (None = peft's default for the architecture, e.g. "
+        "q_proj and v_proj for Llama; ['all-linear'] = every linear layer but the output)",
+        default=None,
     )
 
     # Optimisation
@@ -297,6 +314,8 @@ def validate(config: GVMConfig) -> None:
             f"min_generations ({config.min_generations}) cannot exceed num_generations "
             f"({config.num_generations})"
         )
+    if config.grad_norm_group == "lora" and not config.use_peft:
+        raise ConfigError("grad_norm_group=lora measures a LoRA adapter: set use_peft=true")
     if not all(0 <= v < math.inf for v in config.accept_rate_prior):
         raise ConfigError(
             f"accept_rate_prior needs finite a, b >= 0; got {config.accept_rate_prior}"
@@ -321,6 +340,8 @@ RANGES: dict[str, tuple[float, bool, float, bool]] = {
             "eval_every",
             "max_generations",
             "eval_max_prompts",
+            "lora_r",
+            "lora_alpha",
         ],
         (1, True, INF, False),
     ),
@@ -347,6 +368,7 @@ RANGES: dict[str, tuple[float, bool, float, bool]] = {
     **dict.fromkeys(["temperature", "max_grad_norm", "reward_timeout"], (0, False, INF, False)),
     **dict.fromkeys(["accept_threshold", "gvm_beta"], (-INF, False, INF, False)),
     "dual_clip": (1, False, INF, False),
+    "lora_dropout": (0, True, 1, False),
     "log_completions": (-1, True, INF, False),
     "max_accept_rate": (0, True, 1, True),
     "top_p": (0, False, 1, True),

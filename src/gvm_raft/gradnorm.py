@@ -2,8 +2,10 @@
 
 For sample s with response tokens y_1..y_T, G_s = ||grad_theta sum_t log pi_theta(y_t | x, y_<t)||_2
 with theta one parameter group: "embedding" (the input embedding matrix, as in the reference
-implementation), "lm_head" (the output projection) or "all". Tied weights count once, with the
-gradient of every use (a tied embedding's gradient includes the lm_head's).
+implementation), "lm_head" (the output projection), "lora" (a LoRA adapter's matrices) or "all"
+(every trained parameter). A frozen group (the embedding under LoRA) is measured all the same.
+Tied weights count once, with the gradient of every use (a tied embedding's gradient includes
+the lm_head's).
 
 One forward and one backward per micro-batch: hooks record each module's input and the gradient
 of the loss with respect to its output (``torch.autograd.grad`` on the outputs, so no parameter
@@ -27,8 +29,8 @@ from torch.func import functional_call
 
 from gvm_raft.logprobs import token_log_probs
 
-ParameterGroup = Literal["embedding", "lm_head", "all"]
-PARAMETER_GROUPS: tuple[str, ...] = ("embedding", "lm_head", "all")
+ParameterGroup = Literal["embedding", "lm_head", "lora", "all"]
+PARAMETER_GROUPS: tuple[str, ...] = ("embedding", "lm_head", "lora", "all")
 _DENSE_FLOATS = 1 << 25  # per-sample gradients materialised at once (128 MiB of float32)
 
 
@@ -38,6 +40,11 @@ def group_parameters(model: nn.Module, group: ParameterGroup) -> list[nn.Paramet
         return [model.get_input_embeddings().weight]
     if group == "lm_head":
         return list(model.get_output_embeddings().parameters())
+    if group == "lora":
+        adapters = [p for name, p in model.named_parameters() if "lora_" in name]
+        if not adapters:
+            raise ValueError("grad_norm_group=lora needs a LoRA model (use_peft=true)")
+        return adapters
     if group == "all":
         return [p for p in model.parameters() if p.requires_grad]
     raise ValueError(f"parameter group must be one of {', '.join(PARAMETER_GROUPS)}; got {group!r}")
@@ -58,16 +65,23 @@ def per_sample_grad_norms(
         token whose log-probability enters the sum.
     """
     params = group_parameters(model, group)
-    norms = [
-        _micro_batch_norms(
-            model,
-            params,
-            input_ids[i : i + micro_batch_size],
-            attention_mask[i : i + micro_batch_size],
-            response_mask[i : i + micro_batch_size],
-        )
-        for i in range(0, input_ids.shape[0], micro_batch_size)
-    ]
+    frozen = [p for p in params if not p.requires_grad]
+    for p in frozen:  # the outputs of their modules must carry gradients
+        p.requires_grad_(True)
+    try:
+        norms = [
+            _micro_batch_norms(
+                model,
+                params,
+                input_ids[i : i + micro_batch_size],
+                attention_mask[i : i + micro_batch_size],
+                response_mask[i : i + micro_batch_size],
+            )
+            for i in range(0, input_ids.shape[0], micro_batch_size)
+        ]
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
     return torch.cat(norms) if norms else torch.zeros(0)
 
 

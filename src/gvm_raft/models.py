@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -51,7 +53,10 @@ def load_causal_lm(
     dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
 ) -> torch.nn.Module:
-    """The causal LM at path, in eval mode."""
+    """The causal LM at path (a model directory, or a LoRA adapter's: then merged into its
+    base), in eval mode."""
+    if (Path(path) / ADAPTER_CONFIG).exists():
+        return load_adapted_lm(path, dtype, attn_implementation)
     kernel = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kernel)
@@ -78,3 +83,71 @@ def enable_activation_checkpointing(model: PreTrainedModel) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def lora_config(r: int, alpha: int, dropout: float, target_modules: Sequence[str] | None) -> Any:
+    """A peft LoraConfig for a causal LM (the YAML keys use_peft, lora_*; TRL's names)."""
+    from peft import LoraConfig
+
+    targets = list(target_modules) if target_modules else None
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
+
+
+def with_adapter(model: PreTrainedModel, config: Any, directory: Path | None = None) -> Any:
+    """The model with a trainable LoRA adapter: a new one from ``config``, or the one saved in
+    ``directory`` (a checkpoint), in eval mode. Only the adapter's parameters require
+    gradients."""
+    from peft import PeftModel, get_peft_model
+
+    try:
+        if directory is not None:
+            adapted = PeftModel.from_pretrained(model, str(directory), is_trainable=True)
+        else:
+            adapted = get_peft_model(model, config)
+    except ValueError as err:
+        raise ModelLoadError(f"use_peft=true: {err}; set lora_target_modules") from None
+    return adapted.eval()  # as load_causal_lm: the M-step switches dropout on for itself
+
+
+def is_adapter(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def merged_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's state dict with a LoRA adapter merged in (W + B A alpha / r), named as
+    the base model names its weights: what an inference engine without the adapter loads."""
+    if not is_adapter(model):
+        return dict(model.state_dict())
+    model.merge_adapter()
+    try:
+        weights = {}
+        for name, tensor in model.get_base_model().state_dict().items():
+            if "lora_" in name:
+                continue
+            weights[name.replace(".base_layer.", ".")] = tensor.detach().clone()
+        return weights
+    finally:
+        model.unmerge_adapter()
+
+
+def load_adapted_lm(
+    path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str | None = None
+) -> torch.nn.Module:
+    """A checkpoint's LoRA adapter on its base model (adapter_config.json names the base),
+    merged into plain weights for evaluation."""
+    import json
+
+    from peft import PeftModel
+
+    base_path = json.loads((Path(path) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    base = load_causal_lm(
+        base_path, "the adapter's base_model_name_or_path", dtype, attn_implementation
+    )
+    return PeftModel.from_pretrained(base, str(path)).merge_and_unload().eval()

@@ -24,6 +24,7 @@ from gvm_raft.distributed import sum_across
 from gvm_raft.estep import ScoredSample, collate_samples
 from gvm_raft.logprobs import token_log_probs
 from gvm_raft.losses import aggregate, grpo_advantages, kl_k3, normaliser_of, policy_loss, raft_loss
+from gvm_raft.models import is_adapter
 from gvm_raft.sharding import backward, micro_batch, optimizer_step
 
 
@@ -53,9 +54,11 @@ def update_policy(
     learner: Learner,
     samples: Sequence[ScoredSample],
     rng: np.random.Generator,
+    dropout_seed: int = 0,
 ) -> dict[str, float]:
-    """Run ppo_epochs passes of mini-batch steps (``rng`` shuffles the batch); returns mean
-    metrics and the step count.
+    """Run ppo_epochs passes of mini-batch steps (``rng`` shuffles the batch; dropout draws
+    from ``dropout_seed``, the global torch generator left as it was); returns mean metrics and
+    the step count.
 
     Every process holds the same samples and the same order; each takes every world-th sample
     of a mini-batch, and its loss is scaled so that the data-parallel average of the processes'
@@ -72,29 +75,32 @@ def update_policy(
     rank, world = accelerator.process_index, accelerator.num_processes
     sums: dict[str, float] = defaultdict(float)
     grad_norms: list[float] = []
-    model.train()
-    for _ in range(config.ppo_epochs):
-        for chosen in mini_batches(rng.permutation(len(samples)), config, steps_per_epoch):
-            mine = chosen[rank::world]
-            lengths = [len(samples[i].sample.token_ids) for i in chosen]
-            share = math.ceil(len(chosen) / world)
-            metrics, grad_norm = _step(
-                config,
-                learner,
-                MiniBatch(
-                    samples=[samples[i] for i in mine],
-                    advantages=advantages[mine],
-                    normaliser=normaliser_of(lengths, config.loss_type),
-                    tokens=sum(lengths),
-                    micro_batches=math.ceil(share / config.micro_batch_size),
-                    filler=samples[chosen[0]],
-                ),
-            )
-            learner.scheduler.step()
-            grad_norms.append(grad_norm)
-            for key, value in metrics.items():
-                sums[key] += value
-    model.eval()
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(dropout_seed)
+        model.train()
+        for _ in range(config.ppo_epochs):
+            for chosen in mini_batches(rng.permutation(len(samples)), config, steps_per_epoch):
+                mine = chosen[rank::world]
+                lengths = [len(samples[i].sample.token_ids) for i in chosen]
+                share = math.ceil(len(chosen) / world)
+                metrics, grad_norm = _step(
+                    config,
+                    learner,
+                    MiniBatch(
+                        samples=[samples[i] for i in mine],
+                        advantages=advantages[mine],
+                        normaliser=normaliser_of(lengths, config.loss_type),
+                        tokens=sum(lengths),
+                        micro_batches=math.ceil(share / config.micro_batch_size),
+                        filler=samples[chosen[0]],
+                    ),
+                )
+                learner.scheduler.step()
+                grad_norms.append(grad_norm)
+                for key, value in metrics.items():
+                    sums[key] += value
+        model.eval()
     steps = len(grad_norms)
     totals = sum_across(accelerator, dict(sums))
     return {key: value / steps for key, value in totals.items()} | {
@@ -132,13 +138,28 @@ class MiniBatch:
     filler: ScoredSample
 
 
+@torch.no_grad()
+def reference_log_probs(
+    learner: Learner, ids: torch.Tensor, att: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """log pi_ref of the tokens: the reference model's, or, for a LoRA policy without one,
+    the policy's with its adapter switched off (the base model, no second copy held)."""
+    if learner.ref_model is not None:
+        return token_log_probs(learner.ref_model, ids, att, temperature)
+    policy = learner.accelerator.unwrap_model(learner.model)
+    if not is_adapter(policy):
+        raise RuntimeError("a KL term needs a reference model or a LoRA policy")
+    with policy.disable_adapter():
+        return token_log_probs(learner.model, ids, att, temperature)
+
+
 def _step(config: GVMConfig, learner: Learner, batch: MiniBatch) -> tuple[dict[str, float], float]:
     """Accumulate the mini-batch's gradient over micro-batches, clip, and step.
 
     Each process's loss is multiplied by the process count: data-parallel training averages
     gradients over processes, and the losses are already normalised by the whole mini-batch.
     """
-    accelerator, model, ref_model = learner.accelerator, learner.model, learner.ref_model
+    accelerator, model = learner.accelerator, learner.model
     device = accelerator.device
     size = config.micro_batch_size
     metrics: dict[str, float] = defaultdict(float)
@@ -168,9 +189,8 @@ def _step(config: GVMConfig, learner: Learner, batch: MiniBatch) -> tuple[dict[s
                     config.loss_type,
                     batch.normaliser,
                 )
-            if ref_model is not None and config.beta > 0:
-                with torch.no_grad():
-                    ref_log_probs = token_log_probs(ref_model, ids, att, config.temperature)
+            if config.algorithm != "raft" and config.beta > 0:
+                ref_log_probs = reference_log_probs(learner, ids, att, config.temperature)
                 kl = aggregate(
                     kl_k3(log_probs, ref_log_probs), mask, config.loss_type, batch.normaliser
                 )

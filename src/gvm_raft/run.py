@@ -12,10 +12,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
@@ -29,13 +31,19 @@ from gvm_raft.checkpoint import (
 from gvm_raft.config import ConfigError, GVMConfig, save_config
 from gvm_raft.data import PromptRow, load_prompts
 from gvm_raft.estep import ScoredSample
-from gvm_raft.models import enable_activation_checkpointing, load_causal_lm, load_tokenizer
+from gvm_raft.models import (
+    enable_activation_checkpointing,
+    load_causal_lm,
+    load_tokenizer,
+    lora_config,
+    with_adapter,
+)
 from gvm_raft.mstep import Learner
 from gvm_raft.report import COMPLETION_COLUMNS, completions_markdown
 from gvm_raft.rewards import RewardFn, close_reward, load_rewards
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
-from gvm_raft.seeds import Stream, stream_rng
+from gvm_raft.seeds import Stream, stream_rng, stream_seed
 from gvm_raft.sharding import (
     check_engine_available,
     configure_deepspeed,
@@ -98,6 +106,7 @@ class Inputs:
     train_rows: list[PromptRow] | None = None
     test_rows: list[PromptRow] | None = None
     reward_fn: RewardFn | None = None
+    peft_config: Any = None  # a peft LoraConfig (instead of use_peft and the lora_* keys)
 
 
 def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Run:
@@ -128,7 +137,7 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
             config,
             progress,
             run_dir,
-            Inputs(inputs.model, inputs.tokenizer),
+            Inputs(inputs.model, inputs.tokenizer, peft_config=inputs.peft_config),
             train_rows,
             test_rows,
             reward_fn,
@@ -177,23 +186,42 @@ def _setup_model(
     source = checkpoint / "model" if checkpoint else Path(config.model_name_or_path)
     tokenizer = given.tokenizer or load_tokenizer(config.model_name_or_path)
     kernel = config.attn_implementation
+    adapter = given.peft_config
+    if adapter is None and config.use_peft:
+        adapter = lora_config(
+            config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules
+        )
+    if adapter is not None and accelerator.distributed_type in SHARDING_ENGINES:
+        raise ConfigError(
+            "use_peft (LoRA) runs under DDP or on one device, not under FSDP or DeepSpeed: "
+            "launch without a sharding config"
+        )
     needs_reference = config.algorithm != "raft" and config.beta > 0
     with loading_whole_models(accelerator):
         initial = given.model  # the KL reference's weights; the policy's unless resuming
-        if initial is None and (checkpoint is None or needs_reference):
+        if initial is None and (checkpoint is None or needs_reference or adapter is not None):
             initial = load_causal_lm(config.model_name_or_path, attn_implementation=kernel)
-        model = initial
-        if checkpoint is not None:
-            model = load_causal_lm(source, "checkpoint", attn_implementation=kernel)
         ref_model = None
-        if needs_reference:
-            ref_model = copy.deepcopy(initial) if model is initial else initial
+        if adapter is not None:  # the reference: the base with the adapter off (see mstep)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(stream_seed(config.seed, Stream.ADAPTER_INIT))
+                model = with_adapter(initial, adapter, source if checkpoint else None)
+            if needs_reference and config.reference_model == "iteration_start":
+                ref_model = copy.deepcopy(model)
+        else:
+            model = initial
+            if checkpoint is not None:
+                model = load_causal_lm(source, "checkpoint", attn_implementation=kernel)
+            if needs_reference:
+                ref_model = copy.deepcopy(initial) if model is initial else initial
     if config.gradient_checkpointing:
         enable_activation_checkpointing(model)
     if ref_model is not None:
         ref_model.requires_grad_(False).eval().to(accelerator.device)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     warmup = config.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -238,6 +266,9 @@ def _setup_model(
         },
         progress=progress,
     )
+
+
+SHARDING_ENGINES = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
 def trackers(log_with: str | None) -> list[str] | None:

@@ -24,6 +24,8 @@ class Stream(IntEnum):
     MINI_BATCH_ORDER = 6  # the M-step's shuffle of the batch into mini-batches
     EVALUATION = 7  # the sampled evaluation (the same every iteration: paired curves)
     COMPLETION_LOG = 8  # which completions go to completions.jsonl
+    DROPOUT = 9  # dropout in the M-step's forward passes (LoRA dropout, a model's own)
+    ADAPTER_INIT = 10  # a new LoRA adapter's initial matrices
 
 
 SAMPLING_STREAMS = frozenset({Stream.STAGE1, Stream.STAGE2, Stream.REFILL})

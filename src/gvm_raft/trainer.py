@@ -98,8 +98,7 @@ def run_iteration(run: Run, iteration: int) -> dict:
     samples = old_log_probs_for(run, weighted_batch(config, kept, estimates))
     timer.lap("stage2")
     # M-step
-    rng = stream_rng(config.seed, Stream.MINI_BATCH_ORDER, iteration)
-    update = update_policy(config, run.learner, samples, rng)
+    update = update_policy(config, run.learner, samples, *m_step_streams(run, iteration))
     sync_policy(run)
     timer.lap("update")
     # Evaluation, on schedule and after the last iteration
@@ -148,6 +147,13 @@ def draw_prompts(run: Run, iteration: int, positions: list[int] | None = None) -
         )
     rows = [run.train_rows[i] for i in positions]
     return PromptBatch(rows, [render(run, row) for row in rows], list(range(len(rows))))
+
+
+def m_step_streams(run: Run, iteration: int) -> tuple[np.random.Generator, int]:
+    """The M-step's random streams: the mini-batch order, and this process's dropout seed."""
+    seed, rank = run.config.seed, run.accelerator.process_index
+    order = stream_rng(seed, Stream.MINI_BATCH_ORDER, iteration)
+    return order, stream_seed(seed, Stream.DROPOUT, iteration, rank)
 
 
 def restart_like_the_reference(run: Run) -> None:

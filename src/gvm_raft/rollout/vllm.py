@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from gvm_raft.models import merged_weights
 from gvm_raft.rollout.base import Sample, SamplingParams, check_n_samples
 from gvm_raft.seeds import child_seed
 
@@ -130,7 +131,7 @@ class VLLMRollout:
         post-load weight processing, e.g. vLLM's CPU layout) and the model's ``load_weights``
         on older versions.
         """
-        weights = [(name, p.detach()) for name, p in model.state_dict().items()]
+        weights = list(merged_weights(model).items())  # a LoRA adapter merged in
         worker = _engine_worker(self.llm)
         if hasattr(worker, "reload_weights"):
             self.llm.collective_rpc(
