@@ -243,7 +243,9 @@ def _setup_model(
     accelerator.wait_for_everyone()
     if config.log_with:
         accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
-    backend = make_backend(config, source, policy, tokenizer, progress)
+    backend = make_backend(
+        config, source, policy, tokenizer, progress and accelerator.is_main_process
+    )
     return Run(
         config=config,
         run_dir=run_dir,
