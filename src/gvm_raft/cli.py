@@ -460,9 +460,10 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "report",
         help="plots and a table from run directories (runs overlaid)",
-        description="Read run directories (metrics.jsonl, allocations.jsonl, config.yaml) and "
-        "write report.md plus PNG plots: test accuracy against iteration and against generated "
-        "samples, and the allocation against the acceptance rate.",
+        description="Read run directories (metrics.jsonl, allocations.jsonl, completions.jsonl, "
+        "config.yaml) and write report.md plus PNG plots: test accuracy against iteration and "
+        "against generated samples, the allocation against the acceptance rate, and example "
+        "completions of each run's first, middle and last iteration.",
     )
     cmd.add_argument("runs", nargs="+", help="run directories")
     cmd.add_argument("--out", default="runs/report", help="directory of the report")
