@@ -29,9 +29,12 @@ def rows(accuracy, tokens_per_iteration):
 
 
 def test_first_reach_and_speedup():
-    assert first_reach([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.3], 0.3) == 2
+    assert first_reach([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.3], 0.3) == pytest.approx(1.5)
+    assert first_reach([0, 10, 30], [0.1, 0.25, 0.45], 0.35) == pytest.approx(20.0)
+    assert first_reach([0, 1, 2], [0.1, 0.3, 0.5], 0.3) == 1.0  # reached exactly
     assert first_reach([0, 1], [0.1, 0.2], 0.3) is None
-    assert first_reach([0, 1, 2], [0.5, 0.1, 0.6], 0.4) == 2  # the base model does not count
+    assert first_reach([0, 1, 2], [0.5, 0.6, 0.7], 0.4) == 1  # the base model does not count
+    assert first_reach([0, 1, 2], [0.5, 0.1, 0.6], 0.4) == pytest.approx(1.6)
     assert speedup(6.0, 2.0) == 3.0
     assert speedup(6.0, None) == 0.0  # the arm never reaches the target
     assert speedup(None, 2.0) is None
@@ -48,14 +51,15 @@ def test_summary_on_hand_made_curves():
     # best 0.36: uniform at iteration 3 (300 tokens), GVM at iteration 1 (150 tokens)
     assert gvm["speedup_steps_best"] == 3.0
     assert gvm["speedup_tokens_best"] == 2.0
-    # half 0.33: uniform at iteration 2 (200 tokens), GVM at 1 (150 tokens)
-    assert gvm["speedup_steps_half"] == 2.0
-    assert gvm["speedup_tokens_half"] == pytest.approx(200 / 150)
+    # half 0.33, interpolated: uniform at iteration 1.5 (0.32 -> 0.34; 150 tokens), GVM at 0.5
+    # (from the base model's 0.30 to 0.36; 75 tokens)
+    assert gvm["speedup_steps_half"] == pytest.approx(3.0)
+    assert gvm["speedup_tokens_half"] == pytest.approx(2.0)
     assert gvm["speedup_steps_best_seeds"] == [3.0, 3.0]
     assert list(gvm["final"]) == [0.37, 0.37]
     # identical seeds: every bootstrap resample gives the same curves
     assert gvm["speedup_steps_best_interval"] == (3.0, 3.0)
-    assert gvm["speedup_tokens_half_interval"] == pytest.approx((200 / 150, 200 / 150))
+    assert gvm["speedup_tokens_half_interval"] == pytest.approx((2.0, 2.0))
     # mean accuracy over iterations 1-3: uniform 0.34, GVM (0.36 + 0.36 + 0.37) / 3
     assert gvm["auc"] == pytest.approx([1.09 / 3] * 2)
     assert gvm["auc_diff_seeds"] == pytest.approx([1.09 / 3 - 0.34] * 2)

@@ -11,7 +11,7 @@ same order and is evaluated with the same evaluation seed; they differ in their 
 show how large a difference chance alone produces: the smallest effect the harness resolves).
 
 Speed-ups against uniform, for a target accuracy (uniform's best mean accuracy, and the level
-halfway from the base model to it):
+halfway from the base model to it), the crossing interpolated linearly between evaluations:
 - step-matched: iterations uniform needs to first reach the target / iterations the arm needs;
 - compute-matched: the same with generated tokens (stage 1 + stage 2, refills included).
 Headline figures use the mean curve over seeds, with a 95% bootstrap interval: seeds resampled
@@ -168,10 +168,16 @@ def _train_or_read(
 
 def first_reach(xs: Sequence[float], accuracy: Sequence[float], target: float) -> float | None:
     """The first x (iteration or tokens) after the start (index 0, the base model) at which
-    the accuracy reaches the target."""
-    for x, value in zip(xs[1:], accuracy[1:], strict=True):
-        if value >= target - 1e-12:
-            return float(x)
+    the accuracy reaches the target, interpolated linearly between the evaluation before and
+    the first one at or above the target (so a speed-up is not rounded to the evaluation grid);
+    None when it never does. A base model already above the target does not count."""
+    for j in range(1, len(xs)):
+        if accuracy[j] >= target - 1e-12:
+            before, after = accuracy[j - 1], accuracy[j]
+            if before >= target or after == before:
+                return float(xs[j])
+            share = (target - before) / (after - before)
+            return float(xs[j - 1] + share * (xs[j] - xs[j - 1]))
     return None
 
 
