@@ -13,7 +13,7 @@ it. Killed runs resume; finished runs are only read. The harness is `gvm-raft co
 gvm_raft/compare.py); this script adds the embedded world, the seed split and the sweeps.
 
 Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-seeds 0 1 2]
-     [--sweep num_generations=4,8,16] [--report-only] [key=value ...]
+     [--sweep num_generations=4,8,16 [--sweep-only]] [--report-only] [key=value ...]
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ def main() -> None:
         help="GVM ablations (default: all; none: --ablations)",
     )
     parser.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="run (or report) the sweeps alone, not the arms of the main comparison",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: report the finished runs found in --out",
@@ -95,26 +100,35 @@ def main() -> None:
     )
     overrides = [*world, *args.overrides]
     train_missing = not args.report_only
-    extra = {arm.name: args.extra_seeds for arm in arms if arm.name not in MAIN_ARMS}
-    results = run_arms(
-        arms, args.seeds, base, args.out, overrides, train_missing=train_missing, arm_seeds=extra
-    )
-    baselines = {a: f"{a}/uniform" for a in args.algorithms if f"{a}/uniform" in results}
-    print(write_results(results, args.out, baselines))
+    if not args.sweep_only:
+        extra = {arm.name: args.extra_seeds for arm in arms if arm.name not in MAIN_ARMS}
+        results = run_arms(
+            arms,
+            args.seeds,
+            base,
+            args.out,
+            overrides,
+            train_missing=train_missing,
+            arm_seeds=extra,
+        )
+        baselines = {a: f"{a}/uniform" for a in args.algorithms if f"{a}/uniform" in results}
+        print(write_results(results, args.out, baselines))
     for sweep in args.sweep:
         key, _, values = sweep.partition("=")
         main_arms = make_arms(args.algorithms, ["uniform", "gvm"], [], 1, 1)
-        by_value = {
-            value: run_arms(
-                main_arms,
-                args.seeds,
-                base,
-                args.out / f"sweep-{key}" / f"{key}={value}",
-                [*overrides, f"{key}={value}"],
-                train_missing=train_missing,
-            )
-            for value in values.split(",")
-        }
+        by_value: dict[str, dict[str, list[list[dict]]]] = {v: {} for v in values.split(",")}
+        for seed in args.seeds:  # seed by seed: a sweep cut short has every value paired
+            for value, found in by_value.items():
+                done = run_arms(
+                    main_arms,
+                    [seed],
+                    base,
+                    args.out / f"sweep-{key}" / f"{key}={value}",
+                    [*overrides, f"{key}={value}"],
+                    train_missing=train_missing,
+                )
+                for label, runs in done.items():
+                    found.setdefault(label, []).extend(runs)
         print(write_sweep(by_value, key, args.out / f"sweep-{key}"))
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}")
 
