@@ -37,9 +37,9 @@ from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.rewards import arithmetic_reward_fn
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
+from gvm_raft.seeds import Stream, stream_seed
 from gvm_raft.tasks.arithmetic import format_prompt
 from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world, world_overrides
-from gvm_raft.trainer import EVAL_SEED_OFFSET
 
 
 def run_trl(config, world: Path, out: Path) -> list[dict]:
@@ -71,7 +71,7 @@ def run_trl(config, world: Path, out: Path) -> list[dict]:
             arithmetic_reward_fn,
             config.eval_samples,
             SamplingParams(config.eval_temperature, 1.0, config.max_completion_length),
-            config.seed + EVAL_SEED_OFFSET,
+            stream_seed(config.seed, Stream.EVALUATION, 0),  # as gvm-raft evaluates
             config.eval_greedy,
         )
         model.train()
