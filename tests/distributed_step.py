@@ -7,6 +7,8 @@ single-process reference."""
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 from pathlib import Path
 
@@ -84,5 +86,8 @@ if __name__ == "__main__":
     params = step(world, algorithm, int(sys.argv[3]), int(sys.argv[4]), engine)
     if int(torch.distributed.get_rank()) == 0:
         torch.save(params, out)
+    del params
+    gc.collect()
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+    os._exit(0)  # no interpreter finalization under Gloo, as gvm_raft.cli._leave_process_group

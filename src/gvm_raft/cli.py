@@ -8,7 +8,9 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,18 +29,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, VerifierError, OSError) as err:
         print(f"gvm-raft {args.command}: error: {err}", file=sys.stderr)
         return 2
-    _leave_process_group()
+    if _leave_process_group():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)  # see _leave_process_group
     return status
 
 
-def _leave_process_group() -> None:
-    """Under torchrun / accelerate launch: wait for every process, then close the group, so
-    no process exits while another still talks to it."""
+def _leave_process_group() -> bool:
+    """Under torchrun / accelerate launch: free what still references collectives, wait for
+    every process, then close the group, so no process exits while another still talks to it.
+    True when it did: the caller then exits without interpreter finalization, during which
+    Gloo's worker threads can abort a process whose work is done ("terminate called without an
+    active exception", seen on CPU under FSDP2; pytorch/pytorch#179291)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
