@@ -9,7 +9,6 @@ and names; everything else is the config.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +93,7 @@ class GVMTrainer:
         return train(self.args, self.progress, inputs)
 
     def _reward_fn(self) -> RewardFn:
-        spec = self.reward_funcs
-        funcs = spec if isinstance(spec, Sequence) else [spec]
-        return load_rewards(funcs, self.args.reward_weights, self.args.reward_timeout)
+        return load_rewards(self.reward_funcs, self.args.reward_weights, self.args.reward_timeout)
 
     def _rows(self, dataset: Any, name: str) -> list[PromptRow] | None:
         if dataset is None:

@@ -62,6 +62,13 @@ def write_jsonl(path: str | os.PathLike[str], rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
+def append_jsonl(path: str | os.PathLike[str], rows: list[dict]) -> None:
+    """Append one JSON object per line (a log; a line torn by a kill is what read_jsonl's
+    drop_torn_tail drops)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in rows))
+
+
 @contextmanager
 def building_dir(target: Path) -> Iterator[Path]:
     """Yield an empty sibling directory to build ``target`` in; when the block succeeds it

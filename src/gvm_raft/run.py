@@ -8,7 +8,6 @@ Only the main process writes.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
@@ -31,6 +29,7 @@ from gvm_raft.checkpoint import (
 from gvm_raft.config import ConfigError, GVMConfig, save_config
 from gvm_raft.data import PromptRow, load_prompts
 from gvm_raft.estep import ScoredSample
+from gvm_raft.fileio import append_jsonl
 from gvm_raft.models import (
     enable_activation_checkpointing,
     load_causal_lm,
@@ -51,6 +50,7 @@ from gvm_raft.sharding import (
     make_replica,
     refresh_replica,
     uses_deepspeed,
+    uses_sharding_engine,
 )
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
@@ -137,7 +137,7 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
             config,
             progress,
             run_dir,
-            Inputs(inputs.model, inputs.tokenizer, peft_config=inputs.peft_config),
+            inputs,
             train_rows,
             test_rows,
             reward_fn,
@@ -191,7 +191,7 @@ def _setup_model(
         adapter = lora_config(
             config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules
         )
-    if adapter is not None and accelerator.distributed_type in SHARDING_ENGINES:
+    if adapter is not None and uses_sharding_engine(accelerator):
         raise ConfigError(
             "use_peft (LoRA) runs under DDP or on one device, not under FSDP or DeepSpeed: "
             "launch without a sharding config"
@@ -270,9 +270,6 @@ def _setup_model(
     )
 
 
-SHARDING_ENGINES = (DistributedType.FSDP, DistributedType.DEEPSPEED)
-
-
 def trackers(log_with: str | None) -> list[str] | None:
     """accelerate tracker names from "tensorboard" / "tensorboard,wandb"; each must be installed."""
     if not log_with:
@@ -328,8 +325,7 @@ def log(run: Run, metrics: dict) -> None:
     """Append the row to metrics.jsonl, send it to trackers, print a one-line summary."""
     if not run.accelerator.is_main_process:
         return
-    with open(run.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(metrics) + "\n")
+    append_jsonl(run.run_dir / METRICS_FILE, [metrics])
     if run.config.log_with:
         run.accelerator.log(
             {k: v for k, v in metrics.items() if k != "iteration"}, step=metrics["iteration"]
@@ -383,8 +379,7 @@ def record_allocation(
         "n_samples": n_samples.tolist(),
         "fallback": fallback,
     }
-    with open(run.run_dir / ALLOCATIONS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_jsonl(run.run_dir / ALLOCATIONS_FILE, [row])
 
 
 def record_completions(
@@ -417,8 +412,7 @@ def record_completions(
         }
         for i, s in owned
     ]
-    with open(run.run_dir / COMPLETIONS_FILE, "a", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in records)
+    append_jsonl(run.run_dir / COMPLETIONS_FILE, records)
     if run.config.log_with:
         send_completions(run.accelerator, records, iteration)
 
@@ -426,12 +420,14 @@ def record_completions(
 def send_completions(accelerator: Accelerator, records: list[dict], step: int) -> None:
     """The completions as a table for the trackers that show one, as TRL's log_completions:
     TensorBoard text (markdown) and a wandb Table."""
-    rows = [[str(r[c]) if c == "prompt" else r[c] for c in COMPLETION_COLUMNS] for r in records]
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
             tracker.writer.add_text("completions", completions_markdown(records), step)
         elif tracker.name == "wandb":
             import wandb
 
+            rows = [
+                [str(r[c]) if c == "prompt" else r[c] for c in COMPLETION_COLUMNS] for r in records
+            ]
             table = wandb.Table(columns=list(COMPLETION_COLUMNS), data=rows)
             tracker.log({"completions": table}, step=step)

@@ -43,6 +43,11 @@ def uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
+def uses_sharding_engine(accelerator: Accelerator) -> bool:
+    """FSDP or DeepSpeed (any stage), as opposed to DDP or one device."""
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
 def shards_parameters(accelerator: Accelerator) -> bool:
     """True when no process holds the whole model: FSDP (1 or 2) or DeepSpeed ZeRO-3."""
     if uses_deepspeed(accelerator):

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from gvm_raft.errors import ConfigError
+from gvm_raft.errors import ConfigError, UserError
 from gvm_raft.rewards.arithmetic import arithmetic_reward
 
 RewardFn = Callable[..., list]
@@ -105,9 +105,7 @@ class WeightedRewards:
             rewards = fn(prompts=prompts, completions=completions, **columns)
             if len(rewards) != len(completions):
                 name = getattr(fn, "__name__", type(fn).__name__)
-                raise ValueError(
-                    f"reward {name} gave {len(rewards)} rewards for {len(completions)}"
-                )
+                raise UserError(f"reward {name} gave {len(rewards)} rewards for {len(completions)}")
             for i, reward in enumerate(rewards):
                 if reward is not None:
                     totals[i] = (totals[i] or 0.0) + weight * float(reward)
