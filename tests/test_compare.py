@@ -84,17 +84,34 @@ def test_bootstrap_interval_of_a_paired_mean():
     assert bootstrap_interval(lambda idx: None, 3) is None
 
 
+def with_batches(runs, samples, accept_rate):
+    """Runs whose every iteration trained on ``samples`` samples, ``accept_rate`` accepted."""
+    return [
+        [r | {"train/samples": samples, "train/accept_rate": accept_rate} for r in run]
+        for run in runs
+    ]
+
+
 def test_sweep_reports_the_gain_per_value(tmp_path):
-    uniform = [rows([0.30, 0.32, 0.34, 0.36], 100)] * 2
+    uniform = with_batches([rows([0.30, 0.32, 0.34, 0.36], 100)] * 2, 64, 0.5)
+    better = with_batches([rows([0.30, 0.36, 0.36, 0.37], 100)] * 2, 60, 0.4)
+    worse = with_batches([rows([0.30, 0.30, 0.32, 0.34], 100)] * 2, 64, 0.25)
     sweeps = {
-        "4": {"raft++/uniform": uniform, "raft++/gvm": [rows([0.30, 0.36, 0.36, 0.37], 100)] * 2},
-        "16": {"raft++/uniform": uniform, "raft++/gvm": [rows([0.30, 0.30, 0.32, 0.34], 100)] * 2},
+        "4": {"raft++/uniform": uniform, "raft++/gvm": better},
+        "16": {"raft++/uniform": uniform, "raft++/gvm": worse},
     }
     text = write_sweep(sweeps, "num_generations", tmp_path)
     lines = text.splitlines()
-    # mean accuracy over iterations 1-3: uniform 0.34, GVM 0.3633 at 4 and 0.32 at 16
-    assert lines[2].startswith("| 4 | raft++ | +0.023 [0.023, 0.023] | 3.00x [3.00, 3.00]")
-    assert lines[3].startswith("| 16 | raft++ | -0.020 [-0.020, -0.020] | not reached")
+    # mean accuracy over iterations 1-3: uniform 0.34, GVM 0.3633 at 4 and 0.32 at 16;
+    # accepted samples per iteration: 60 * 0.4 = 24 and 64 * 0.25 = 16 against 64 * 0.5 = 32
+    assert lines[2].startswith(
+        "| 4 | raft++ | +0.023 [0.023, 0.023] | +0.023 +0.023 | 3.00x [3.00, 3.00]"
+    )
+    assert lines[2].endswith("| 24 / 32 | nan |")
+    assert lines[3].startswith(
+        "| 16 | raft++ | -0.020 [-0.020, -0.020] | -0.020 -0.020 | not reached"
+    )
+    assert lines[3].endswith("| 16 / 32 | nan |")
     assert (tmp_path / "sweep.md").read_text() == text
     assert (tmp_path / "sweep_num_generations.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -273,6 +273,7 @@ def summarise(results: dict[str, list[list[dict]]], baseline: str) -> list[dict[
                 lambda idx, d=auc_diff: float(d[idx].mean()), paired
             ),
             "optimizer_steps": _mean_metric(runs, "train/optimizer_steps"),
+            "accepted": _accepted_per_iteration(runs),
             "variance_ratio": _mean_metric(runs, "allocation/variance_ratio"),
             "eval_se": _mean_metric(runs, "test/accuracy_se", skip_base=False),
             "tokens": arm["tokens"][0][:, -1],
@@ -303,6 +304,17 @@ def summarise(results: dict[str, list[list[dict]]], baseline: str) -> list[dict[
 
 def _mean_metric(runs: list[list[dict]], key: str, skip_base: bool = True) -> float:
     values = [r[key] for rows in runs for r in rows[int(skip_base) :] if key in r]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _accepted_per_iteration(runs: list[list[dict]]) -> float:
+    """Accepted samples in the M-step's batch per iteration, mean over iterations and seeds."""
+    values = [
+        r["train/samples"] * r["train/accept_rate"]
+        for rows in runs
+        for r in rows[1:]
+        if "train/samples" in r and "train/accept_rate" in r
+    ]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -355,8 +367,8 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         "",
         "| arm | final acc | best acc | mean acc over iterations | difference from uniform "
         "| per seed | speed-up (iterations) to best | to half | speed-up (tokens) to best "
-        "| to half | steps/iter | var/uniform | eval SE | tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| to half | steps/iter | accepted/iter | var/uniform | eval SE | tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary[1:]:
         difference = row["auc_diff_seeds"]
@@ -369,6 +381,7 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
             _paired_differences(difference),
             *_speedup_cells(row),
             f"{row['optimizer_steps']:.0f}",
+            f"{row['accepted']:.0f}",
             f"{row['variance_ratio']:.2f}",
             f"{row['eval_se']:.3f}",
             f"{row['tokens'].mean():,.0f}",
@@ -429,16 +442,19 @@ def write_sweep(
     sweeps: dict[str, dict[str, list[list[dict]]]], key: str, out_dir: Path, arm: str = "gvm"
 ) -> str:
     """When does ``arm`` help? For each value of the swept setting (``sweeps[value]`` holds the
-    results of that setting's arms), its paired difference in mean accuracy over iterations
-    from uniform and its step- and compute-matched speed-ups to uniform's best, with bootstrap
-    intervals: sweep.md and sweep_<key>.png in ``out_dir``."""
+    results of that setting's arms): its paired difference in mean accuracy over iterations
+    from uniform (mean [bootstrap interval] and per seed), its step- and compute-matched
+    speed-ups, accepted samples per iteration (arm / uniform) and its estimated gradient
+    variance against uniform's: sweep.md, and sweep_<key>.png plotting the difference and the
+    compute-matched speed-up to halfway against the setting."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
-        f"| {key} | algorithm | mean acc difference {arm} - uniform | speed-up (iterations) to "
-        "best | to half | speed-up (tokens) to best | to half |",
-        "|---|---|---|---|---|---|---|",
+        f"| {key} | algorithm | mean acc difference {arm} - uniform | per seed | speed-up "
+        "(iterations) to best | to half | speed-up (tokens) to best | to half | accepted/iter "
+        f"{arm} / uniform | var/uniform |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    points: dict[str, list[tuple[float, float, tuple[float, float] | None]]] = {}
+    points: dict[str, list[dict[str, Any]]] = {}
     for value, results in sweeps.items():
         algorithms = sorted({label.split("/")[0] for label in results})
         for algorithm in algorithms:
@@ -446,39 +462,62 @@ def write_sweep(
             if label not in results or baseline not in results:
                 continue
             arms = {k: v for k, v in results.items() if k in (label, baseline)}
-            row = next(r for r in summarise(arms, baseline)[1:] if r["arm"] == label)
+            summary = summarise(arms, baseline)
+            row = next(r for r in summary[1:] if r["arm"] == label)
+            uniform = next(r for r in summary[1:] if r["arm"] == baseline)
             difference = row["auc_diff_seeds"]
-            cells = _speedup_cells(row)
-            lines.append(
-                f"| {value} | {algorithm} | {difference.mean():+.3f}"
-                + _interval(row["auc_diff_interval"], 3)
-                + " | "
-                + " | ".join(cells)
-                + " |"
-            )
-            points.setdefault(algorithm, []).append(
-                (float(value), float(difference.mean()), row["auc_diff_interval"])
-            )
+            cells = [
+                value,
+                algorithm,
+                f"{difference.mean():+.3f}" + _interval(row["auc_diff_interval"], 3),
+                _paired_differences(difference),
+                *_speedup_cells(row),
+                f"{row['accepted']:.0f} / {uniform['accepted']:.0f}",
+                f"{row['variance_ratio']:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+            points.setdefault(algorithm, []).append({"x": float(value), **row})
+    image = _plot_sweep(points, key, arm, out_dir / f"sweep_{key}.png")
+    text = "\n".join(lines) + f"\n\n![{image.stem}]({image.name})\n"
+    atomic_write_text(out_dir / "sweep.md", text)
+    return text
+
+
+def _plot_sweep(points: dict[str, list[dict[str, Any]]], key: str, arm: str, image: Path) -> Path:
+    """Two panels against the swept setting: the mean-accuracy difference from uniform and the
+    compute-matched speed-up to halfway, each with its 95% interval (a speed-up whose arm never
+    reaches the target is left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for algorithm, values in points.items():
-        xs, ys, intervals = zip(*values, strict=True)
-        low = [y - (i[0] if i else y) for y, i in zip(ys, intervals, strict=True)]
-        high = [(i[1] if i else y) - y for y, i in zip(ys, intervals, strict=True)]
-        ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=4, label=algorithm)
-    ax.axhline(0.0, color="grey", lw=1)
-    ax.set_xlabel(key)
-    ax.set_ylabel(f"mean accuracy over iterations, {arm} - uniform")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    panels = (
+        ("auc_diff", f"mean accuracy over iterations, {arm} - uniform", 0.0),
+        ("speedup_tokens_half", "speed-up to halfway, generated tokens", 1.0),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (field_name, y_label, neutral) in zip(axes, panels, strict=True):
+        for algorithm, rows in points.items():
+            xs, ys, low, high = [], [], [], []
+            for row in rows:
+                if field_name == "auc_diff":
+                    y, interval = float(row["auc_diff_seeds"].mean()), row["auc_diff_interval"]
+                else:
+                    y, interval = row[field_name], row[f"{field_name}_interval"]
+                if field_name != "auc_diff" and not y:
+                    continue
+                xs.append(row["x"])
+                ys.append(y)
+                low.append(y - interval[0] if interval else 0.0)
+                high.append(interval[1] - y if interval else 0.0)
+            ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=4, label=algorithm)
+        ax.axhline(neutral, color="grey", lw=1)
+        ax.set_xlabel(key)
+        ax.set_ylabel(y_label)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
-    image = out_dir / f"sweep_{key}.png"
     fig.savefig(image, dpi=120)
     plt.close(fig)
-    text = "\n".join(lines) + f"\n\n![{image.stem}]({image.name})\n"
-    atomic_write_text(out_dir / "sweep.md", text)
-    return text
+    return image
