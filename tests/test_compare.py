@@ -9,7 +9,9 @@ import pytest
 
 from gvm_raft.cli import main
 from gvm_raft.compare import (
+    accept_rate_bin,
     bootstrap_interval,
+    budget_by_accept_rate,
     first_reach,
     make_arms,
     run_arms,
@@ -116,6 +118,31 @@ def test_sweep_reports_the_gain_per_value(tmp_path):
     assert (tmp_path / "sweep_num_generations.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_budget_by_accept_rate_on_hand_made_allocations(tmp_path):
+    assert [accept_rate_bin(p) for p in (0.0, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 1.0)] == [
+        "0",
+        "(0, 1/3]",
+        "(0, 1/3]",
+        "(1/3, 2/3]",
+        "(1/3, 2/3]",
+        "(2/3, 1)",
+        "1",
+    ]
+    gvm = tmp_path / "gvm"
+    gvm.mkdir()
+    allocations = [
+        {"iteration": 1, "accept_rate": [0.0, 0.25, 0.75, 1.0], "n_samples": [4, 20, 4, 4]},
+        {"iteration": 2, "accept_rate": [0.0, 0.25, 0.5, 0.5], "n_samples": [4, 12, 8, 8]},
+    ]
+    (gvm / "allocations.jsonl").write_text("\n".join(json.dumps(r) for r in allocations))
+    table = budget_by_accept_rate({"raft++/gvm": [gvm], "raft++/none": [tmp_path / "missing"]})
+    # 64 samples on 8 prompts: p = 0 holds 8 samples and 2 prompts, (0, 1/3] 32 and 2,
+    # (1/3, 2/3] 16 and 2, (2/3, 1) 4 and 1, 1 4 and 1; an arm without allocations is left out
+    assert table.splitlines()[2:] == [
+        "| raft++/gvm | 0.12 / 0.25 | 0.50 / 0.25 | 0.25 / 0.25 | 0.06 / 0.12 | 0.06 / 0.12 |"
+    ]
+
+
 def test_unknown_arm_is_named():
     with pytest.raises(ValueError, match="unknown arms gvm-fast"):
         make_arms(["raft++"], ["uniform"], ["gvm-fast"], 8, 64)
@@ -137,7 +164,11 @@ def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
     results = run_arms(arms, [0], bundled_config("convergence.yaml"), out, overrides, False)
     assert all(len(runs) == 1 and len(runs[0]) == 3 for runs in results.values())
     text = write_results(results, out, {"raft++": "raft++/uniform", "grpo": "grpo/uniform"})
-    assert text.count("| raft++/") == 4 and text.count("| grpo/") == 2
+    # each arm twice: in the results table and in the samples-by-acceptance table
+    assert text.count("| raft++/") == 8 and text.count("| grpo/") == 4
+    uniform_rows = [line for line in text.splitlines() if line.startswith("| raft++/uniform |")]
+    shares = [cell.split(" / ") for cell in uniform_rows[1].split(" | ")[1:]]
+    assert all(drawn == prompts.rstrip(" |") for drawn, prompts in shares)  # uniform: equal
 
     # the A/A arm: the same prompts in the same order, other samples
     def allocations(arm):

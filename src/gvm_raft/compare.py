@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gvm_raft.checkpoint import METRICS_FILE
+from gvm_raft.checkpoint import METRICS_FILE, read_allocations
 from gvm_raft.config import load_config
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
@@ -423,15 +423,58 @@ def plot(results: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
     return written
 
 
+ACCEPT_RATE_BINS = ("0", "(0, 1/3]", "(1/3, 2/3]", "(2/3, 1)", "1")
+
+
+def accept_rate_bin(accept_rate: float) -> str:
+    """The bin of ``ACCEPT_RATE_BINS`` holding an estimated acceptance rate."""
+    if accept_rate <= 0.0:
+        return ACCEPT_RATE_BINS[0]
+    if accept_rate >= 1.0:
+        return ACCEPT_RATE_BINS[4]
+    return ACCEPT_RATE_BINS[1 + min(int(accept_rate * 3 - 1e-9), 2)]
+
+
+def budget_by_accept_rate(run_dirs: dict[str, list[Path]]) -> str:
+    """Where each arm's samples went: per bin of the estimated acceptance rate p_i (the one the
+    allocation used), the share of all samples drawn / the share of prompts, over every
+    iteration and seed (allocations.jsonl). Uniform allocation gives equal shares."""
+    lines = [
+        "| arm | " + " | ".join(f"p_i {b}" for b in ACCEPT_RATE_BINS) + " |",
+        "|---|" + "---|" * len(ACCEPT_RATE_BINS),
+    ]
+    for label, dirs in run_dirs.items():
+        prompts = dict.fromkeys(ACCEPT_RATE_BINS, 0)
+        samples = dict.fromkeys(ACCEPT_RATE_BINS, 0)
+        for row in (r for run_dir in dirs for r in read_allocations(run_dir)):
+            for accept_rate, n in zip(row["accept_rate"], row["n_samples"], strict=True):
+                prompts[accept_rate_bin(accept_rate)] += 1
+                samples[accept_rate_bin(accept_rate)] += n
+        if not sum(prompts.values()):
+            continue
+        cells = [
+            f"{samples[b] / sum(samples.values()):.2f} / {prompts[b] / sum(prompts.values()):.2f}"
+            for b in ACCEPT_RATE_BINS
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_results(
     results: dict[str, list[list[dict]]], out_dir: Path, baselines: dict[str, str]
 ) -> str:
-    """results.md (one table per algorithm, against its uniform arm) and the plots."""
+    """results.md (per algorithm: the table against its uniform arm, and where each arm's
+    samples went by estimated acceptance rate) and the plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     for algorithm, baseline in baselines.items():
         arms = {k: v for k, v in results.items() if k.split("/")[0] == algorithm}
-        sections.append(f"## {algorithm}\n\n{markdown_table(summarise(arms, baseline))}\n")
+        run_dirs = {label: sorted((out_dir / "runs" / label).glob("seed-*")) for label in arms}
+        sections.append(
+            f"## {algorithm}\n\n{markdown_table(summarise(arms, baseline))}\n\n"
+            "Samples drawn / prompts, by the estimated acceptance rate p_i the allocation used "
+            f"(shares over all iterations and seeds):\n\n{budget_by_accept_rate(run_dirs)}\n"
+        )
     images = plot(results, out_dir)
     text = "\n".join(sections + [f"![{p.stem}]({p.name})" for p in images]) + "\n"
     atomic_write_text(out_dir / "results.md", text)
