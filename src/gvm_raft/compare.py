@@ -64,14 +64,16 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str, Any]]:
-    """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a smaller
-    stage 1, online statistics, the reference fork's confound (num_generations times more
-    optimizer steps), and uniform and GVM with the 1/(n_i p_i)-weighted M-step (the estimator
-    whose variance GVM minimises)."""
+    """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a Beta(1, 1)
+    prior on p_i (a prompt with 0 of k accepted still gets samples), a smaller stage 1, online
+    statistics, the reference fork's confound (num_generations times more optimizer steps), and
+    uniform and GVM with the 1/(n_i p_i)-weighted M-step (the estimator whose variance GVM
+    minimises)."""
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
         "gvm-G=mean": {"allocation": "gvm", "grad_norm_reduction": "mean"},
         "gvm-alpha=0": {"allocation": "gvm", "gvm_alpha": 0.0},
+        "gvm-prior": {"allocation": "gvm", "accept_rate_prior": "[1, 1]"},
         "gvm-k=2": {"allocation": "gvm", "stage1_samples": 2},
         "gvm-online": {"allocation": "gvm", "online_stats": True, "stage1_samples": 0},
         f"gvm-steps-x{num_generations}": {
