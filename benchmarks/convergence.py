@@ -14,6 +14,7 @@ gvm_raft/compare.py); this script adds the embedded world, the seed split and th
 
 Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-seeds 0 1 2]
      [--sweep num_generations=4,8,16 [--sweep-only]] [--report-only] [key=value ...]
+(`make convergence` runs the README's three invocations: the comparison, then both sweeps.)
 """
 
 from __future__ import annotations
