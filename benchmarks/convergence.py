@@ -9,7 +9,9 @@ evaluation's standard error) and PNG plots into --out. The main arms (uniform, G
 calibration uniform-aa: uniform with other sampling seeds) run --seeds; Knapsack-RL, DAPO and
 the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM for every value
 of one setting (in --out/sweep-KEY/KEY=V) and writes sweep.md and a plot of GVM's gain against
-it. Killed runs resume; finished runs are only read. The harness is `gvm-raft compare` (see
+it. Killed runs resume; finished runs are only read, and a run whose settings equal a finished
+one's in --reuse, --out or their sweeps (the k = 4 point of a stage-1 sweep is the main
+comparison's GVM) is linked to it instead of trained again. The harness is `gvm-raft compare` (see
 gvm_raft/compare.py); this script adds the embedded world, the seed split and the sweeps.
 
 Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-seeds 0 1 2]
@@ -44,6 +46,11 @@ BENCH_WORLD = DemoWorldConfig()
 MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
 
 
+def comparison_dirs(roots: list[Path]) -> list[Path]:
+    """Every comparison directory under roots: each root and each value of its sweeps."""
+    return [d for root in roots for d in (root, *sorted(root.glob("sweep-*/*=*")))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, default=Path("runs/demo-world"))
@@ -75,6 +82,14 @@ def main() -> None:
         "--sweep-only",
         action="store_true",
         help="run (or report) the sweeps alone, not the arms of the main comparison",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        nargs="*",
+        default=[Path("runs/convergence")],
+        help="comparison directories (with their sweeps) whose finished runs stand in for runs "
+        "with the same settings here, linked instead of trained again",
     )
     parser.add_argument(
         "--report-only",
@@ -111,6 +126,7 @@ def main() -> None:
             overrides,
             train_missing=train_missing,
             arm_seeds=extra,
+            reuse_from=comparison_dirs([*args.reuse, args.out]),
         )
         baselines = {a: f"{a}/uniform" for a in args.algorithms if f"{a}/uniform" in results}
         print(write_results(results, args.out, baselines))
@@ -127,6 +143,7 @@ def main() -> None:
                     args.out / f"sweep-{key}" / f"{key}={value}",
                     [*overrides, f"{key}={value}"],
                     train_missing=train_missing,
+                    reuse_from=comparison_dirs([*args.reuse, args.out]),
                 )
                 for label, runs in done.items():
                     found.setdefault(label, []).extend(runs)

@@ -193,6 +193,33 @@ def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
     )
     assert list(report_only) == list(results)  # nothing trained, the missing arm left out
 
+    # another comparison with the same settings links the finished runs instead of training
+    sweep = tmp_path / "sweep" / "num_generations=4"
+    twins = run_arms(
+        arms[:1],
+        [0],
+        bundled_config("convergence.yaml"),
+        sweep,
+        [*overrides, "num_generations=4"],
+        False,
+        False,
+        reuse_from=[out],
+    )
+    assert twins == {"raft++/uniform": results["raft++/uniform"]}
+    assert (sweep / "runs/raft++/uniform/seed-0").is_symlink()
+    other = tmp_path / "other-lr"
+    changed = run_arms(
+        arms[:1],
+        [0],
+        bundled_config("convergence.yaml"),
+        other,
+        [*overrides, "learning_rate=0.5"],
+        False,
+        False,
+        reuse_from=[out, sweep],
+    )
+    assert changed == {} and not (other / "runs").exists()  # other settings: not a twin
+
 
 def test_compare_command_runs_paired_arms_and_reports(tiny_overrides, tmp_path, capsys):
     overrides = tiny_overrides(iterations=1)

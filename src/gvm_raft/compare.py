@@ -24,6 +24,7 @@ mean.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from gvm_raft.checkpoint import METRICS_FILE, read_allocations
-from gvm_raft.config import load_config
+from gvm_raft.config import BOOKKEEPING_SETTINGS, GVMConfig, differing_settings, load_config
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
 from gvm_raft.trainer import train
@@ -116,13 +117,16 @@ def run_arms(
     progress: bool = True,
     train_missing: bool = True,
     arm_seeds: dict[str, Sequence[int]] | None = None,
+    reuse_from: Sequence[Path] = (),
 ) -> dict[str, list[list[dict]]]:
     """Train (or resume, or just read) every arm for every seed; metric rows per arm and seed.
 
     Seed by seed (every arm for seed 0, then for seed 1, ...), so a comparison cut short has
     every arm paired. arm_seeds[name] restricts the arm of that name to some of the seeds.
     With train_missing False nothing is trained: only finished runs are read, and arms without
-    any are left out (a report on a comparison still running).
+    any are left out (a report on a comparison still running). A run missing from out_dir whose
+    twin (same arm and seed, same settings but where it is written) has finished in another
+    comparison directory of reuse_from is linked, not trained again.
     """
     arms = list(arms)
     found: dict[str, dict[int, list[dict]]] = {arm.label: {} for arm in arms}
@@ -131,7 +135,7 @@ def run_arms(
             if arm_seeds is not None and seed not in arm_seeds.get(arm.name, seeds):
                 continue
             rows = _train_or_read(
-                arm, seed, base_config, out_dir, overrides, progress, train_missing
+                arm, seed, base_config, out_dir, overrides, progress, train_missing, reuse_from
             )
             if rows is not None:
                 found[arm.label][seed] = rows
@@ -146,9 +150,11 @@ def _train_or_read(
     overrides: Sequence[str],
     progress: bool,
     train_missing: bool,
+    reuse_from: Sequence[Path] = (),
 ) -> list[dict] | None:
-    """The finished run's metric rows of one arm and seed (trained first when missing)."""
-    run_dir = out_dir / "runs" / arm.algorithm / arm.name / f"seed-{seed}"
+    """The finished run's metric rows of one arm and seed (linked to its finished twin in
+    reuse_from, or else trained, when missing)."""
+    run_dir = _run_dir(out_dir, arm, seed)
     arm_overrides = [f"{k}={v}" for k, v in arm.overrides.items()]
     config = load_config(
         base_config,
@@ -159,6 +165,11 @@ def _train_or_read(
     )
     if config.eval_every != 1:
         raise UserError("eval_every must be 1: the speed-ups compare accuracy at every iteration")
+    if not run_dir.exists():
+        twin = _finished_twin(config, arm, seed, reuse_from)
+        if twin is not None:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.symlink_to(os.path.relpath(twin, run_dir.parent), target_is_directory=True)
     rows = read_jsonl(run_dir / METRICS_FILE)
     if len(rows) <= config.iterations and train_missing:
         if progress:
@@ -166,6 +177,25 @@ def _train_or_read(
         train(config, progress=progress)
         rows = read_jsonl(run_dir / METRICS_FILE)
     return rows if len(rows) == config.iterations + 1 else None
+
+
+def _run_dir(out_dir: Path, arm: Arm, seed: int) -> Path:
+    return out_dir / "runs" / arm.algorithm / arm.name / f"seed-{seed}"
+
+
+def _finished_twin(
+    config: GVMConfig, arm: Arm, seed: int, comparisons: Sequence[Path]
+) -> Path | None:
+    """The first finished run of this arm and seed in one of the comparison directories that
+    was trained with the same settings as config (up to where it is written and what it logs)."""
+    for comparison in comparisons:
+        candidate = _run_dir(comparison, arm, seed).resolve()
+        if len(read_jsonl(candidate / METRICS_FILE)) != config.iterations + 1:
+            continue
+        saved = load_config(candidate / "config.yaml")
+        if not differing_settings(saved, config, BOOKKEEPING_SETTINGS):
+            return candidate
+    return None
 
 
 def first_reach(xs: Sequence[float], accuracy: Sequence[float], target: float) -> float | None:

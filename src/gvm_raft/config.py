@@ -452,13 +452,27 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def check_resume_matches(saved: GVMConfig, config: GVMConfig, run_dir: str | Path) -> None:
-    """Refuse to resume a run with settings that change what it trains."""
-    changed = [
+# Settings that say where a run is written and what it logs, not what it computes: two runs
+# differing only in these are the same experiment.
+BOOKKEEPING_SETTINGS = frozenset(
+    {"resume", "output_dir", "keep_checkpoints", "log_with", "log_completions"}
+)
+
+
+def differing_settings(
+    saved: GVMConfig, config: GVMConfig, may_differ: frozenset[str]
+) -> list[str]:
+    """The names of the settings, other than ``may_differ``, whose values differ."""
+    return [
         name
         for name in FIELD_NAMES
-        if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)
+        if name not in may_differ and getattr(saved, name) != getattr(config, name)
     ]
+
+
+def check_resume_matches(saved: GVMConfig, config: GVMConfig, run_dir: str | Path) -> None:
+    """Refuse to resume a run with settings that change what it trains."""
+    changed = differing_settings(saved, config, RESUMABLE_CHANGES)
     if changed:
         was = ", ".join(f"{name}={getattr(saved, name)!r}" for name in changed)
         now = ", ".join(f"{name}={getattr(config, name)!r}" for name in changed)
