@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rollout_throughput.py
 	$(BIN)/python benchmarks/sharding_memory.py
 
-# The README's results on the embedded world (about 4 hours on 2 CPU cores; killed runs resume,
+# The README's results on the embedded world (about 5 hours on 2 CPU cores; killed runs resume,
 # finished ones are only read): GVM against uniform, the A/A calibration, Knapsack-RL, DAPO and
 # ablations (runs/convergence/results.md), then when GVM helps: the budget per prompt and the
 # stage-1 size (runs/convergence-k2/sweep-*/sweep.md).
