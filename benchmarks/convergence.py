@@ -47,8 +47,10 @@ MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
 
 
 def comparison_dirs(roots: list[Path]) -> list[Path]:
-    """Every comparison directory under roots: each root and each value of its sweeps."""
-    return [d for root in roots for d in (root, *sorted(root.glob("sweep-*/*=*")))]
+    """Every comparison directory under roots (each once): each root and each value of its
+    sweeps."""
+    unique = dict.fromkeys(roots)
+    return [d for root in unique for d in (root, *sorted(root.glob("sweep-*/*=*")))]
 
 
 def main() -> None:

@@ -150,7 +150,7 @@ def _train_or_read(
     overrides: Sequence[str],
     progress: bool,
     train_missing: bool,
-    reuse_from: Sequence[Path] = (),
+    reuse_from: Sequence[Path],
 ) -> list[dict] | None:
     """The finished run's metric rows of one arm and seed (linked to its finished twin in
     reuse_from, or else trained, when missing)."""
