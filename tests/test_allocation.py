@@ -14,7 +14,6 @@ from gvm_raft.allocation import (
     allocation_summary,
     allocation_weights,
     continuous_allocation,
-    estimator_weights,
     gini,
     gradient_variance,
     knapsack_allocate,
@@ -70,14 +69,6 @@ def test_regularised_accept_rate_closed_form():
 def test_weights_zero_for_unsolvable_or_flat_prompts():
     w = allocation_weights([1.0, 0.0, 2.0, 3.0], [0.5, 0.5, 0.0, 0.25], alpha=0.0)
     np.testing.assert_allclose(w, [1 / math.sqrt(0.5), 0.0, 0.0, 3 / math.sqrt(0.25)])
-
-
-def test_estimator_weights_hand_values():
-    # n p = 2, 0.4 (floored at 1), 0 (n = 0), 0 (floored at 1), 5
-    weights = estimator_weights([4, 8, 0, 2, 10], [0.5, 0.05, 0.3, 0.0, 0.5])
-    np.testing.assert_allclose(weights, [0.5, 1.0, 0.0, 1.0, 0.2])
-    with pytest.raises(ValueError, match="accept_rates must lie in"):
-        estimator_weights([1], [1.5])
 
 
 def test_gradient_variance_hand_values():

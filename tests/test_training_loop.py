@@ -17,6 +17,7 @@ import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
 from gvm_raft.config import ConfigError
 from gvm_raft.estep import ScoredSample
+from gvm_raft.estimators import uniform_target_weights
 from gvm_raft.mstep import advantages_for, mini_batches
 from gvm_raft.rollout.base import Sample
 from gvm_raft.run import setup
@@ -146,8 +147,63 @@ def test_inverse_acceptance_weights_the_batch_by_one_over_expected_acceptances(t
     assert [s.weight for s in plain] == [1.0] * 6
     advantages = advantages_for(tiny_config("x"), weighted)
     assert advantages.tolist() == pytest.approx([1.5, 0.0, 0.75, 0.75, 0.0, 0.0])
-    with pytest.raises(ConfigError, match="sample_weighting applies to RAFT"):
+    with pytest.raises(ConfigError, match="sample_weighting=inverse_acceptance applies to RAFT"):
         tiny_config("x", algorithm="grpo", sample_weighting="inverse_acceptance")
+
+
+def test_uniform_target_weights_the_batch_to_uniform_allocations_objective(tiny_config):
+    def scored(group: int, accepted: bool) -> ScoredSample:
+        sample = Sample(group, [1], [5, 6], "", [-1.0, -1.0], "stop")
+        return ScoredSample(group, sample, float(accepted), accepted)
+
+    groups = [
+        [scored(0, True), scored(0, False)],
+        [scored(1, True)] + [scored(1, False)] * 5,
+    ]
+    estimates = PromptStats(np.ones(2), np.array([0.5, 0.25]))
+    raft = tiny_config("x", allocation="gvm-matched")  # num_generations 4: nbar / n_i = 2, 2/3
+    weighted = weighted_batch(raft, groups, estimates)
+    assert [s.weight for s in weighted] == pytest.approx([2.0] * 2 + [2 / 3] * 6)
+    assert advantages_for(raft, weighted).tolist() == pytest.approx([2.0, 0] + [2 / 3] + [0] * 5)
+    grpo = tiny_config("x", algorithm="grpo", allocation="gvm-matched")
+    # d_4(0.5) / d_2(0.5): d_2 = sqrt(2) / 4; d_4 = 2 (1/4) (3/2) + (3/8) sqrt(3)
+    ratio = (0.75 + 0.375 * 3**0.5) / (2**0.5 / 4)
+    grouped = weighted_batch(grpo, groups, estimates)
+    assert grouped[0].weight == pytest.approx(ratio)
+    advantages = advantages_for(grpo, grouped)
+    plain = advantages_for(
+        grpo, weighted_batch(tiny_config("x", algorithm="grpo"), groups, estimates)
+    )
+    assert advantages[:2].tolist() == pytest.approx((plain[:2] * ratio).tolist())
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "strategy"), [("raft++", "gvm-accuracy"), ("grpo", "gvm-grpo")]
+)
+def test_matched_allocation_follows_its_rule_with_its_weights(
+    tiny_config, monkeypatch, algorithm, strategy
+):
+    config = tiny_config("m", algorithm=algorithm, allocation="gvm-matched", iterations=2)
+    assert (config.strategy, config.weighting) == (strategy, "uniform_target")
+    seen = []
+    real_update = gvm_raft.trainer.update_policy
+
+    def record(config, learner, samples, *args):
+        seen.append([s.weight for s in samples])
+        return real_update(config, learner, samples, *args)
+
+    monkeypatch.setattr(gvm_raft.trainer, "update_policy", record)
+    run_dir = train(config, progress=False)
+    for row, weights in zip(allocation_rows(run_dir), seen, strict=True):
+        n, p = np.array(row["n_samples"]), np.array(row["accept_rate"])
+        expected = allocate(row["grad_norm"], p, 16, strategy, min_samples=2, reference_size=4)
+        assert row["n_samples"] == expected.n_samples.tolist()
+        per_group = uniform_target_weights(n, p, 4, grpo=algorithm == "grpo")
+        assert weights == pytest.approx(np.repeat(per_group, n).tolist())
+    weighted = tiny_config("w", allocation="gvm-matched", sample_weighting="inverse_acceptance")
+    assert (weighted.strategy, weighted.weighting) == ("gvm", "inverse_acceptance")
+    with pytest.raises(ConfigError, match="dynamic_filtering"):
+        tiny_config("x", allocation="gvm-matched", dynamic_filtering=True)
 
 
 def test_weighted_raft_runs_end_to_end(tiny_config):

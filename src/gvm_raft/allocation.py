@@ -1,10 +1,10 @@
 """GVM sample allocation: split a generation budget across prompts to minimise gradient variance.
 
-Pure numpy and self-contained (imports nothing from the rest of the package), so any trainer
+Pure numpy and self-contained (it imports only estimators.py, pure numpy too), so any trainer
 (verl, TRL, OpenRLHF, ...) can call it.
 
 For prompt i with acceptance rate p_i and gradient norm G_i, drawing n_i samples gives about
-n_i p_i accepted ones, and the gradient estimate has variance about
+n_i p_i accepted ones, and the paper's (1/(n_i p_i)-weighted) gradient estimate has variance
 
     V(n) = sum_i G_i^2 / (n_i q_i),    q_i = p_i + alpha / p_i^(beta - 1)
 
@@ -13,13 +13,21 @@ n_i p_i accepted ones, and the gradient estimate has variance about
     n_i = N w_i / sum_j w_j,    w_i = G_i / sqrt(q_i),
 
 with alpha = 1e-3, beta = 2 by default; prompts with G_i = 0 or p_i = 0 get weight 0.
-``allocate`` takes one of the strategies:
+That rule fits the estimator of sum_i grad log p_i; the M-steps people train (a token mean over
+the batch, GRPO's group advantages) estimate other things, and each has its own minimiser
+(estimators.py, docs/estimators.md). ``allocate`` takes one of the strategies:
 
 - ``"gvm"``: the integer minimiser of V, i.e. greedy marginal gains c_i/(n(n+1)),
   c_i = G_i^2/q_i, found by a threshold search (greedy is optimal for separable convex
   objectives);
 - ``"gvm-rounding"``: round the continuous optimum and repair the total by largest remainders
-  (the reference implementation's behaviour);
+  (the RLHFlow implementation's behaviour);
+- ``"gvm-accuracy"``: the integer minimiser of sum_i p_i G_i^2 / n_i (n_i ∝ G_i sqrt(p_i)), the
+  variance of the (1/n_i)-weighted RAFT / RAFT++ estimator of uniform allocation's target,
+  the gradient of the expected accuracy sum_i p_i;
+- ``"gvm-grpo"``: the integer minimiser of the variance of GRPO's group-normalised gradient
+  weighted to uniform allocation's target (``estimators.grpo_cost``; about n_i - 1 ∝ G_i for
+  0 < p_i < 1, and no more than the minimum for p_i in {0, 1});
 - ``"uniform"``: the baseline, N/m per prompt, ignoring the statistics;
 - ``"knapsack"``: Knapsack-RL's allocation from the acceptance rates alone (``knapsack_allocate``).
 
@@ -28,6 +36,7 @@ All honour per-prompt bounds ``min_samples <= n_i <= max_samples`` and spend N e
 
 from __future__ import annotations
 
+import typing
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -35,8 +44,10 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-Strategy = Literal["uniform", "gvm", "gvm-rounding", "knapsack"]
-STRATEGIES: tuple[str, ...] = ("uniform", "gvm", "gvm-rounding", "knapsack")
+from gvm_raft.estimators import accuracy_cost, grpo_active, grpo_cost
+
+Strategy = Literal["uniform", "gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "knapsack"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 DEFAULT_ALPHA = 1e-3
 DEFAULT_BETA = 2.0
 
@@ -97,22 +108,6 @@ def gradient_variance(
     return float(np.sum(g[counted] ** 2 / denom))
 
 
-def estimator_weights(n: ArrayLike, accept_rates: ArrayLike) -> FloatArray:
-    """Per-sample weight of prompt i's accepted samples in the estimator whose variance the
-    allocation minimises, -sum_i 1/(n_i p_i) sum_{y in D_i} grad ln P(y | x_i): 1/(n_i p_i),
-    with the expected accepted count n_i p_i floored at 1 (a prompt estimated never to accept
-    that accepts anyway counts as if one acceptance was expected); 0 where n_i = 0."""
-    sizes = _as_vector(n, "n")
-    p = _as_vector(accept_rates, "accept_rates")
-    if sizes.shape != p.shape:
-        raise ValueError(f"n has {sizes.size} entries but accept_rates has {p.size}")
-    if (p > 1).any():
-        raise ValueError("accept_rates must lie in [0, 1]")
-    weights = 1.0 / np.maximum(sizes * p, 1.0)
-    weights[sizes == 0] = 0.0
-    return weights
-
-
 def continuous_allocation(
     budget: float,
     grad_norms: ArrayLike,
@@ -154,6 +149,7 @@ def allocate(
     max_samples: ArrayLike | None = None,
     max_accept_rate: float = 1.0,
     min_expected_accepted: float = 0.0,
+    reference_size: int | None = None,
 ) -> Allocation:
     """Integer samples per prompt n_i >= 0 with sum_i n_i = budget.
 
@@ -161,9 +157,10 @@ def allocate(
         grad_norms: G_i per prompt, shape (m,), non-negative (knapsack ignores them).
         accept_rates: p_i per prompt in [0, 1], shape (m,).
         budget: total samples N to spend (stage 2).
-        strategy: "gvm" (integer minimiser of V), "gvm-rounding" (the reference), "uniform"
-            (the baseline) or "knapsack" (Knapsack-RL).
-        alpha, beta: regulariser of q_i (see module docstring).
+        strategy: "gvm" (integer minimiser of V), "gvm-rounding" (the reference),
+            "gvm-accuracy" and "gvm-grpo" (the minimisers for RAFT / RAFT++ and GRPO with
+            uniform allocation's target), "uniform" (the baseline) or "knapsack" (Knapsack-RL).
+        alpha, beta: regulariser of q_i (see module docstring; "gvm" and "gvm-rounding" only).
         min_samples, max_samples: per-prompt bounds (scalars or shape (m,)); max None = no cap.
             The minimum applies to every prompt that survives the filters.
         max_accept_rate: prompts with p_i above it (already solved) get 0 samples; 1.0 = off.
@@ -173,8 +170,10 @@ def allocate(
             removed any (not renormalised between the two filters); "gvm" tests the shares
             the prompts left by max_accept_rate would actually get. The surviving weights are
             then renormalised.
+        reference_size: gvm-grpo's nbar, the group size whose target it keeps (None =
+            budget / m rounded, at least 2: uniform allocation's group).
 
-    The filters and alpha, beta apply to the two GVM strategies. When the filters leave no
+    The filters apply to the GVM strategies. When the filters leave no
     prompt, or every surviving weight is zero, a GVM allocation falls back to uniform and says
     why in ``Allocation.fallback``.
     """
@@ -191,6 +190,10 @@ def allocate(
         raise ValueError(f"max_accept_rate must lie in [0, 1]; got {max_accept_rate}")
     if not min_expected_accepted >= 0.0:
         raise ValueError(f"min_expected_accepted must be >= 0; got {min_expected_accepted}")
+    if reference_size is not None and not (
+        isinstance(reference_size, (int, np.integer)) and reference_size >= 2
+    ):
+        raise ValueError(f"reference_size must be a whole number >= 2; got {reference_size!r}")
     if m == 0:
         _check_capacity(budget, lo, hi)
         return Allocation(np.zeros(0, dtype=np.int64))
@@ -200,7 +203,7 @@ def allocate(
         _check_capacity(budget, lo, hi)
         return Allocation(_uniform(lo, hi, budget))
 
-    w = allocation_weights(g, p, alpha, beta)
+    w = _strategy_weights(strategy, g, p, alpha, beta)
     kept = p <= max_accept_rate
     if min_expected_accepted > 0:
         if strategy == "gvm-rounding":  # the reference: shares of all prompts, not renormalised
@@ -214,11 +217,85 @@ def allocate(
     w, lo, hi = _only(kept, w, lo, hi)
     _check_capacity(budget, lo, hi)
     if not (w > 0).any():
-        fallback = "every allocation weight G_i / sqrt(q_i) was zero"
+        fallback = f"every allocation weight {WEIGHT_FORMULAS[strategy]} was zero"
         return Allocation(_uniform(lo, hi, budget, kept.astype(np.float64)), fallback)
     if strategy == "gvm-rounding":
         return Allocation(_round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget))
-    return Allocation(_exact_integer(w**2, lo, hi, budget))  # w_i^2 = G_i^2 / q_i
+    if strategy == "gvm-grpo":
+        size = reference_size if reference_size is not None else max(2, round(budget / m))
+        g = np.where(kept, g, 0.0)
+        return Allocation(_grpo_integer(g, p, size, lo, hi, budget))
+    return Allocation(_exact_integer(w**2, lo, hi, budget))  # the cost c_i of sum_i c_i / n_i
+
+
+WEIGHT_FORMULAS = {
+    "gvm": "G_i / sqrt(q_i)",
+    "gvm-rounding": "G_i / sqrt(q_i)",
+    "gvm-accuracy": "G_i sqrt(p_i)",
+    "gvm-grpo": "G_i [0 < p_i < 1]",
+}
+
+
+def _strategy_weights(
+    strategy: Strategy, g: FloatArray, p: FloatArray, alpha: float, beta: float
+) -> FloatArray:
+    """The continuous optimum's weights w_i (n_i ∝ w_i): G_i / sqrt(q_i) for the paper's rule,
+    G_i sqrt(p_i) for gvm-accuracy, and for gvm-grpo G_i on the prompts with a target (its
+    large-group limit, n_i - 1 ∝ G_i, used by the filters and as the exact search's start)."""
+    if strategy == "gvm-accuracy":
+        return np.sqrt(accuracy_cost(g, p))
+    if strategy == "gvm-grpo":
+        return np.where(grpo_active(g, p), g, 0.0)
+    return allocation_weights(g, p, alpha, beta)
+
+
+def _grpo_integer(
+    g: FloatArray, p: FloatArray, reference_size: int, lo: FloatArray, hi: FloatArray, budget: int
+) -> IntArray:
+    """Integer minimiser of sum_i grpo_cost(n_i) under lo <= n <= hi and sum n = budget.
+
+    Each prompt with a target needs 2 samples (a group of one has no spread); when the budget
+    cannot give every such prompt 2, those whose cost at 2 samples is lowest are dropped. The
+    costs are convex and decreasing in n (a group of n has n - 1 degrees of freedom), so an
+    allocation that no single move of one sample between two prompts improves is optimal; the
+    search starts from the large-group limit n_i - 1 ∝ G_i and moves samples until none helps.
+    """
+    active = grpo_active(g, p) & (hi >= 2)
+    floor = np.where(active, np.maximum(lo, 2.0), lo)
+    if floor.sum() > budget:
+        at_two = grpo_cost(np.full(g.size, 2), g, p, reference_size)
+        order = np.flatnonzero(active)[np.argsort(at_two[active], kind="stable")]
+        for i in order:
+            active[i], floor[i] = False, lo[i]
+            if floor.sum() <= budget:
+                break
+    g = np.where(active, g, 0.0)
+    shift = active.astype(np.float64)
+    start = _water_fill(g, floor - shift, hi - shift, budget - shift.sum()) + shift
+    n = _round_largest_remainder(start, floor, hi, budget)
+
+    def cost(i: int, size: int) -> float:
+        return float(grpo_cost(np.array([size]), g[i : i + 1], p[i : i + 1], reference_size)[0])
+
+    def gains(i: int) -> tuple[float, float]:
+        """(what one more sample saves, what one fewer costs) for prompt i."""
+        here = cost(i, int(n[i]))
+        add = here - cost(i, int(n[i]) + 1) if n[i] < hi[i] else -np.inf
+        remove = cost(i, int(n[i]) - 1) - here if n[i] > floor[i] else np.inf
+        return add, remove
+
+    add, remove = (np.array(column) for column in zip(*map(gains, range(g.size)), strict=True))
+    while True:
+        i = int(np.argmax(add))
+        others = remove.copy()
+        others[i] = np.inf
+        j = int(np.argmin(others))
+        if not add[i] > others[j] * (1 + 1e-12) + 1e-300:
+            return n
+        n[i] += 1
+        n[j] -= 1
+        for k in (i, j):
+            add[k], remove[k] = gains(k)
 
 
 def _uniform(

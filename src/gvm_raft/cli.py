@@ -15,10 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gvm_raft import allocation
+import numpy as np
+
+from gvm_raft import allocation, estimators
 from gvm_raft.errors import UserError, VerifierError
 from gvm_raft.fileio import atomic_write_text
-from gvm_raft.stats import read_prompt_stats
+from gvm_raft.stats import PromptStats, read_prompt_stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,8 +84,18 @@ def _add_allocate(commands: argparse._SubParsersAction) -> None:
         "--strategy",
         choices=allocation.STRATEGIES,
         default="gvm",
-        help="gvm (integer optimum), gvm-rounding (the reference), uniform (the baseline) or "
-        "knapsack (Knapsack-RL); the training setting `allocation` takes the same names",
+        help="gvm (the paper's rule, integer optimum), gvm-rounding (the RLHFlow "
+        "implementation), gvm-accuracy (n_i ∝ G_i sqrt(p_i): RAFT / RAFT++ weighted to uniform's "
+        "objective), gvm-grpo (GRPO weighted to uniform's objective), uniform (the baseline) or "
+        "knapsack (Knapsack-RL); the training setting `allocation` takes the same names (and "
+        "gvm-matched, which picks gvm-accuracy or gvm-grpo for the algorithm)",
+    )
+    cmd.add_argument(
+        "--reference-size",
+        type=int,
+        default=None,
+        help="gvm-grpo: the group size nbar whose objective it keeps (default: budget / prompts, "
+        "the uniform group; training uses num_generations)",
     )
     cmd.add_argument(
         "--alpha",
@@ -141,6 +153,7 @@ def _run_allocate(args: argparse.Namespace) -> int:
             max_samples=args.max_samples,
             max_accept_rate=args.max_accept_rate,
             min_expected_accepted=args.min_expected_accepted,
+            reference_size=args.reference_size,
         )
     except ValueError as err:  # the options' values: allocate checks them all up front
         raise UserError(str(err)) from None
@@ -150,7 +163,7 @@ def _run_allocate(args: argparse.Namespace) -> int:
     text = json.dumps(sizes.tolist())
     summary = allocation.allocation_summary(
         sizes, stats.grad_norms, stats.accept_rates, args.alpha, args.beta
-    )
+    ) | matched_variance_summary(args.strategy, sizes, stats, args.reference_size)
     report = sys.stdout
     if args.out:
         atomic_write_text(args.out, text + "\n")
@@ -159,6 +172,31 @@ def _run_allocate(args: argparse.Namespace) -> int:
         report = sys.stderr
     print(_format_allocation_summary(summary, len(sizes), args), file=report)
     return 0
+
+
+def matched_variance_summary(
+    strategy: str, sizes: np.ndarray, stats: PromptStats, reference_size: int | None
+) -> dict[str, Any]:
+    """For gvm-accuracy and gvm-grpo, the variance of the estimator each minimises, at these
+    sizes and at uniform's (estimators.py)."""
+    if strategy not in ("gvm-accuracy", "gvm-grpo"):
+        return {}
+    uniform = allocation.allocate(
+        stats.grad_norms, stats.accept_rates, int(sizes.sum()), "uniform"
+    ).n_samples
+    if strategy == "gvm-accuracy":
+        name = "sum p G^2/n"
+
+        def variance(n: np.ndarray) -> float:
+            return estimators.accuracy_variance(n, stats.grad_norms, stats.accept_rates)
+    else:
+        size = reference_size or max(2, round(int(sizes.sum()) / max(len(sizes), 1)))
+        name = f"GRPO's, nbar={size}"
+
+        def variance(n: np.ndarray) -> float:
+            return estimators.grpo_variance(n, stats.grad_norms, stats.accept_rates, size)
+
+    return {"matched_name": name, "matched": variance(sizes), "matched_uniform": variance(uniform)}
 
 
 def _format_allocation_summary(summary: dict[str, float], prompts: int, args) -> str:
@@ -175,6 +213,11 @@ def _format_allocation_summary(summary: dict[str, float], prompts: int, args) ->
         f"{summary['regularised_variance']:.6g} "
         f"(uniform {summary['regularised_variance_uniform']:.6g})",
     ]
+    if "matched" in summary:
+        lines.append(
+            f"  variance of the estimator it minimises ({summary['matched_name']}): "
+            f"{summary['matched']:.6g} (uniform {summary['matched_uniform']:.6g})"
+        )
     return "\n".join(lines)
 
 

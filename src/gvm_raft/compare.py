@@ -59,6 +59,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "uniform": {"allocation": "uniform"},
     "uniform-aa": {"allocation": "uniform", "sampling_seed_offset": 1_000},
     "gvm": {"allocation": "gvm"},
+    "gvm-matched": {"allocation": "gvm-matched"},
     "knapsack": {"allocation": "knapsack"},
     "dapo": {"allocation": "uniform", "dynamic_filtering": True},
 }
@@ -67,9 +68,11 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str, Any]]:
     """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a Beta(1, 1)
     prior on p_i (a prompt with 0 of k accepted still gets samples), a smaller stage 1, online
-    statistics, the reference fork's confound (num_generations times more optimizer steps), and
-    uniform and GVM with the 1/(n_i p_i)-weighted M-step (the estimator whose variance GVM
-    minimises)."""
+    statistics, the reference fork's confound (num_generations times more optimizer steps) and
+    its control (uniform with as many steps), uniform and GVM with the 1/(n_i p_i)-weighted
+    M-step (the estimator whose variance GVM minimises), GVM with the weights that keep
+    uniform's objective, and the matched strategy on online statistics."""
+    fewer = max(1, mini_batch_size // num_generations)
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
         "gvm-G=mean": {"allocation": "gvm", "grad_norm_reduction": "mean"},
@@ -77,12 +80,16 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
         "gvm-prior": {"allocation": "gvm", "accept_rate_prior": "[1, 1]"},
         "gvm-k=2": {"allocation": "gvm", "stage1_samples": 2},
         "gvm-online": {"allocation": "gvm", "online_stats": True, "stage1_samples": 0},
-        f"gvm-steps-x{num_generations}": {
-            "allocation": "gvm",
-            "mini_batch_size": max(1, mini_batch_size // num_generations),
-        },
+        f"gvm-steps-x{num_generations}": {"allocation": "gvm", "mini_batch_size": fewer},
+        f"uniform-steps-x{num_generations}": {"allocation": "uniform", "mini_batch_size": fewer},
         "uniform-weighted": {"allocation": "uniform", "sample_weighting": "inverse_acceptance"},
         "gvm-weighted": {"allocation": "gvm", "sample_weighting": "inverse_acceptance"},
+        "gvm-reweighted": {"allocation": "gvm", "sample_weighting": "uniform_target"},
+        "matched-online": {
+            "allocation": "gvm-matched",
+            "online_stats": True,
+            "stage1_samples": 0,
+        },
     }
 
 

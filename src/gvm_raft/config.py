@@ -23,6 +23,11 @@ from gvm_raft.errors import ConfigError
 from gvm_raft.gradnorm import PARAMETER_GROUPS
 from gvm_raft.losses import LOSS_TYPES
 
+AllocationSetting = Literal[
+    "uniform", "gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "knapsack", "gvm-matched"
+]
+ALLOCATION_SETTINGS: tuple[str, ...] = typing.get_args(AllocationSetting)
+
 
 def doc(text: str, **kwargs: Any) -> Any:
     """A dataclass field with its documentation in the metadata."""
@@ -106,10 +111,14 @@ class GVMConfig:
     )
 
     # Allocation
-    allocation: Strategy = doc(  # noqa: RUF009 (Strategy is a Literal: immutable)
-        "'gvm' (the integer minimiser of the gradient variance), 'gvm-rounding' (the "
-        "reference's rounded continuous optimum), 'uniform' (the baseline) or 'knapsack' "
-        "(Knapsack-RL, from stage-1 p_i)",
+    allocation: AllocationSetting = doc(  # noqa: RUF009 (a Literal: immutable)
+        "'gvm' (the paper's rule: the integer minimiser of sum G_i^2/(n_i p_i), the variance of "
+        "the 1/(n_i p_i)-weighted EM gradient), 'gvm-rounding' (the RLHFlow implementation's "
+        "rounded continuous optimum), 'gvm-matched' (the rule matched to the M-step, with the "
+        "weights that keep uniform allocation's objective: gvm-accuracy for RAFT / RAFT++, "
+        "gvm-grpo for GRPO, gvm with sample_weighting=inverse_acceptance), 'gvm-accuracy' "
+        "(n_i ∝ G_i sqrt(p_i)), 'gvm-grpo' (GRPO's group estimator), 'uniform' (the baseline) "
+        "or 'knapsack' (Knapsack-RL, from stage-1 p_i); docs/estimators.md derives each",
         default="gvm",
     )
     gvm_alpha: float = doc("alpha of q = p + alpha / p^(beta - 1)", default=1e-3)
@@ -140,11 +149,14 @@ class GVMConfig:
         "stage1_samples=0); unseen prompts get the batch's mean estimates",
         default=False,
     )
-    sample_weighting: Literal["none", "inverse_acceptance"] = doc(
-        "RAFT / RAFT++ M-step: 'none' (the token mean over the mini-batch, as in the paper) or "
-        "'inverse_acceptance' (each accepted sample of prompt i weighted by 1/(n_i p_i), p_i the "
-        "allocation's estimate, normalised to mean 1 over the batch's accepted samples: the "
-        "unbiased estimator whose variance the allocation minimises)",
+    sample_weighting: Literal["none", "inverse_acceptance", "uniform_target"] = doc(
+        "per-sample weights of the M-step: 'none' (the token mean over the mini-batch, as in the "
+        "paper: its objective moves with the allocation), 'inverse_acceptance' (RAFT / RAFT++: "
+        "each accepted sample of prompt i weighted by 1/(n_i p_i), p_i the allocation's "
+        "estimate, normalised to mean 1 over the batch's accepted samples: the EM estimator "
+        "whose variance gvm minimises) or 'uniform_target' (the weights that keep uniform "
+        "allocation's objective: nbar/n_i for RAFT / RAFT++, d_nbar(p_i)/d_{n_i}(p_i) on GRPO's "
+        "advantages; allocation=gvm-matched implies them)",
         default="none",
     )
     dynamic_filtering: bool = doc(
@@ -246,6 +258,24 @@ class GVMConfig:
         validate(self)
 
     @property
+    def strategy(self) -> Strategy:
+        """The allocation strategy run: ``allocation``, with gvm-matched resolved to the rule
+        that minimises the variance of this M-step's estimator (docs/estimators.md)."""
+        if self.allocation != "gvm-matched":
+            return self.allocation
+        if self.algorithm == "grpo":
+            return "gvm-grpo"
+        return "gvm" if self.sample_weighting == "inverse_acceptance" else "gvm-accuracy"
+
+    @property
+    def weighting(self) -> str:
+        """The M-step's per-sample weights: ``sample_weighting``, or under gvm-matched the
+        weights of the matched estimator (uniform_target, unless inverse_acceptance is set)."""
+        if self.allocation == "gvm-matched" and self.sample_weighting == "none":
+            return "uniform_target"
+        return self.sample_weighting
+
+    @property
     def budget(self) -> int:
         """Stage-2 budget N in samples per iteration (stage 1 included when reused)."""
         return self.num_generations * self.prompts_per_iteration
@@ -273,14 +303,18 @@ def validate(config: GVMConfig) -> None:
             raise ConfigError(
                 f"{name} must be one of {', '.join(allowed)}; got {getattr(config, name)!r}"
             )
-    if config.sample_weighting != "none":
-        if config.algorithm == "grpo":
+    if config.weighting != "none":
+        if config.algorithm == "grpo" and config.weighting == "inverse_acceptance":
             raise ConfigError(
-                "sample_weighting applies to RAFT and RAFT++ (accepted samples); GRPO weights "
-                "samples by its group-normalised advantages: set sample_weighting=none"
+                "sample_weighting=inverse_acceptance applies to RAFT and RAFT++ (accepted "
+                "samples); GRPO weights samples by its group-normalised advantages: set "
+                "sample_weighting=none or uniform_target"
             )
         if config.dynamic_filtering:
-            raise ConfigError("sample_weighting and dynamic_filtering cannot be combined")
+            raise ConfigError(
+                "per-sample weights (sample_weighting, or allocation=gvm-matched) and "
+                "dynamic_filtering cannot be combined"
+            )
     if config.online_stats:
         if config.stage1_samples:
             raise ConfigError("online_stats=true replaces stage 1: set stage1_samples=0")

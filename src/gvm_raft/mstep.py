@@ -4,8 +4,8 @@ The batch is shuffled and cut into mini-batches of ``mini_batch_size`` samples (
 step each, the same number for every allocation arm; RAFT splits its accepted samples into as
 many), processed in micro-batches whose losses are normalised by the whole mini-batch, so
 accumulation gives the mini-batch's gradient.
-Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0) times the sample's weight (1, or
-its sample_weighting weight); GRPO group-normalised rewards.
+Advantages: RAFT++ max(r, 0) (accepted samples 1, rejected 0), GRPO group-normalised rewards,
+each times the sample's estimator weight (1, or its sample_weighting weight: estimators.py).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from gvm_raft.sharding import backward, micro_batch, optimizer_step
 
 def advantages_for(config: GVMConfig, samples: Sequence[ScoredSample]) -> torch.Tensor:
     rewards = torch.tensor([s.reward for s in samples])
+    weights = torch.tensor([s.weight for s in samples])
     if config.algorithm == "grpo":
         groups = [s.group_id for s in samples]
-        return grpo_advantages(rewards, groups, singleton=config.singleton_advantage)
-    return rewards.clamp(min=0.0) * torch.tensor([s.weight for s in samples])
+        return grpo_advantages(rewards, groups, singleton=config.singleton_advantage) * weights
+    return rewards.clamp(min=0.0) * weights
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.allocation import Allocation, allocate, allocation_summary, estimator_weights
+from gvm_raft.allocation import Allocation, allocate, allocation_summary
 from gvm_raft.checkpoint import resume_point, save_iteration
 from gvm_raft.config import GVMConfig
 from gvm_raft.data import PromptRow, render_prompt
@@ -35,6 +35,7 @@ from gvm_raft.estep import (
     teacher_forced_log_probs,
     with_old_log_probs,
 )
+from gvm_raft.estimators import inverse_acceptance_weights, uniform_target_weights
 from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward
@@ -235,7 +236,8 @@ def previous_estimates(stats: RunningPromptStats, row_ids: list[int]) -> PromptS
 
 
 def allocate_samples(config: GVMConfig, estimates: PromptStats) -> Allocation:
-    """n_i per prompt for this iteration (budget N) by the configured strategy. With
+    """n_i per prompt for this iteration (budget N) by the configured strategy (gvm-matched
+    resolved for the algorithm, ``GVMConfig.strategy``). With
     reuse_stage1 every prompt already holds k samples, so n_i >= k."""
     minimum = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
     grad_norms = estimates.grad_norms
@@ -245,13 +247,14 @@ def allocate_samples(config: GVMConfig, estimates: PromptStats) -> Allocation:
         grad_norms,
         estimates.accept_rates,
         config.budget,
-        config.allocation,
+        config.strategy,
         alpha=config.gvm_alpha,
         beta=config.gvm_beta,
         min_samples=minimum,
         max_samples=config.max_generations,
         max_accept_rate=config.max_accept_rate,
         min_expected_accepted=config.min_expected_accepted,
+        reference_size=config.num_generations if config.strategy == "gvm-grpo" else None,
     )
 
 
@@ -324,17 +327,25 @@ def old_log_probs_for(run: Run, batch: list[ScoredSample]) -> list[ScoredSample]
 def weighted_batch(
     config: GVMConfig, groups: list[list[ScoredSample]], estimates: PromptStats
 ) -> list[ScoredSample]:
-    """The groups' samples in order; with sample_weighting=inverse_acceptance each carries
-    weight 1/(n_i p_i) (``estimator_weights``), scaled to mean 1 over the accepted samples."""
+    """The groups' samples in order, each with its estimator weight (``config.weighting``):
+    inverse_acceptance 1/(n_i p_i) (``inverse_acceptance_weights``), scaled to mean 1 over the
+    accepted samples; uniform_target the weight that keeps uniform allocation's target
+    (``uniform_target_weights``: nbar / n_i, or GRPO's d_nbar(p_i) / d_{n_i}(p_i))."""
     batch = [s for group in groups for s in group]
-    if config.sample_weighting == "none":
+    if config.weighting == "none":
         return batch
     sizes = np.array([len(g) for g in groups])
-    per_group = estimator_weights(sizes, estimates.accept_rates)
-    weights = np.repeat(per_group, sizes)
-    accepted = np.array([s.accepted for s in batch], dtype=bool)
-    if accepted.any():
-        weights = weights / weights[accepted].mean()
+    if config.weighting == "uniform_target":
+        grpo = config.algorithm == "grpo"
+        per_group = uniform_target_weights(
+            sizes, estimates.accept_rates, config.num_generations, grpo
+        )
+        weights = np.repeat(per_group, sizes)
+    else:
+        weights = np.repeat(inverse_acceptance_weights(sizes, estimates.accept_rates), sizes)
+        accepted = np.array([s.accepted for s in batch], dtype=bool)
+        if accepted.any():
+            weights = weights / weights[accepted].mean()
     return [dataclasses.replace(s, weight=float(w)) for s, w in zip(batch, weights, strict=True)]
 
 
