@@ -7,12 +7,13 @@ its paired difference from uniform, step- and compute-matched speed-ups against 
 with a 95% bootstrap interval over seeds, optimizer steps, estimated gradient variance, the
 evaluation's standard error) and PNG plots into --out. The main arms (uniform, GVM and the A/A
 calibration uniform-aa: uniform with other sampling seeds) run --seeds; Knapsack-RL, DAPO and
-the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM for every value
-of one setting (in --out/sweep-KEY/KEY=V) and writes sweep.md and a plot of GVM's gain against
-it. Killed runs resume; finished runs are only read, and a run whose settings equal a finished
-one's in --reuse, --out or their sweeps (the k = 4 point of a stage-1 sweep is the main
-comparison's GVM) is linked to it instead of trained again. The harness is `gvm-raft compare` (see
-gvm_raft/compare.py); this script adds the embedded world, the seed split and the sweeps.
+the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM (or
+--sweep-strategies) for every value of one setting (in --out/sweep-KEY/KEY=V) and writes sweep.md
+and a plot of GVM's gain against it. Killed runs resume; finished runs are only read, and a
+run whose settings equal a finished one's in --reuse, --out or their sweeps (the k = 4 point of
+a stage-1 sweep is the main comparison's GVM) is linked to it instead of trained again. The
+harness is `gvm-raft compare` (see gvm_raft/compare.py); this script adds the embedded world,
+the seed split and the sweeps.
 
 Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-seeds 0 1 2]
      [--sweep num_generations=4,8,16 [--sweep-only]] [--report-only] [key=value ...]
@@ -81,6 +82,18 @@ def main() -> None:
         help="GVM ablations (default: all; none: --ablations)",
     )
     parser.add_argument(
+        "--ablation-algorithms",
+        nargs="+",
+        default=None,
+        help="the algorithms that run the ablations (default: the first of --algorithms)",
+    )
+    parser.add_argument(
+        "--sweep-strategies",
+        nargs="+",
+        default=["uniform", "gvm"],
+        help="the strategies each sweep value reruns (uniform first: the baseline)",
+    )
+    parser.add_argument(
         "--sweep-only",
         action="store_true",
         help="run (or report) the sweeps alone, not the arms of the main comparison",
@@ -100,7 +113,7 @@ def main() -> None:
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args()
-    if "uniform" not in args.strategies:
+    if "uniform" not in args.strategies or "uniform" not in args.sweep_strategies:
         parser.error("--strategies must include uniform: every speed-up is measured against it")
     start = time.perf_counter()
     report = prepare_demo_world(args.world, BENCH_WORLD)
@@ -115,6 +128,7 @@ def main() -> None:
         names if args.ablations is None else args.ablations,
         config.num_generations,
         config.mini_batch_size,
+        args.ablation_algorithms,
     )
     overrides = [*world, *args.overrides]
     train_missing = not args.report_only
@@ -134,7 +148,7 @@ def main() -> None:
         print(write_results(results, args.out, baselines))
     for sweep in args.sweep:
         key, _, values = sweep.partition("=")
-        main_arms = make_arms(args.algorithms, ["uniform", "gvm"], [], 1, 1)
+        main_arms = make_arms(args.algorithms, args.sweep_strategies, [], 1, 1)
         by_value: dict[str, dict[str, list[list[dict]]]] = {v: {} for v in values.split(",")}
         for seed in args.seeds:  # seed by seed: a sweep cut short has every value paired
             for value, found in by_value.items():
@@ -149,7 +163,8 @@ def main() -> None:
                 )
                 for label, runs in done.items():
                     found.setdefault(label, []).extend(runs)
-        print(write_sweep(by_value, key, args.out / f"sweep-{key}"))
+        for strategy in args.sweep_strategies[1:] if args.sweep_strategies[0] == "uniform" else []:
+            print(write_sweep(by_value, key, args.out / f"sweep-{key}", strategy))
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}")
 
 

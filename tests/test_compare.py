@@ -148,6 +148,20 @@ def test_unknown_arm_is_named():
         make_arms(["raft++"], ["uniform"], ["gvm-fast"], 8, 64)
 
 
+def test_ablations_run_for_the_algorithms_named_and_step_arms_match():
+    arms = make_arms(
+        ["raft++", "grpo"], ["uniform"], ["gvm-steps-x8", "uniform-steps-x8"], 8, 64, ["grpo"]
+    )
+    assert [a.label for a in arms] == [
+        "raft++/uniform",
+        "grpo/uniform",
+        "grpo/gvm-steps-x8",
+        "grpo/uniform-steps-x8",
+    ]
+    assert arms[2].overrides == {"allocation": "gvm", "mini_batch_size": 8}
+    assert arms[3].overrides == {"allocation": "uniform", "mini_batch_size": 8}
+
+
 def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
     arms = make_arms(["raft++", "grpo"], ["uniform", "gvm"], ["gvm-online"], 4, 8)
     arms.insert(1, make_arms(["raft++"], ["uniform-aa"], [], 4, 8)[0])

@@ -99,9 +99,11 @@ def make_arms(
     ablation_names: Sequence[str],
     num_generations: int,
     mini_batch_size: int,
+    ablation_algorithms: Sequence[str] | None = None,
 ) -> list[Arm]:
-    """Every strategy for every algorithm; ablations for the first algorithm only, right after
-    its strategies (so a benchmark cut short has the first algorithm complete)."""
+    """Every strategy for every algorithm; the ablations for ``ablation_algorithms`` (None: the
+    first algorithm only), each algorithm's right after its strategies (so a benchmark cut
+    short has the first algorithm complete)."""
     variants = ablations(num_generations, mini_batch_size)
     unknown = [s for s in strategies if s not in STRATEGIES] + [
         a for a in ablation_names if a not in variants
@@ -109,9 +111,12 @@ def make_arms(
     if unknown:
         known = ", ".join([*STRATEGIES, *variants])
         raise UserError(f"unknown arms {', '.join(unknown)} (known: {known})")
-    arms = [Arm(s, algorithms[0], STRATEGIES[s]) for s in strategies]
-    arms += [Arm(name, algorithms[0], variants[name]) for name in ablation_names]
-    arms += [Arm(s, a, STRATEGIES[s]) for a in algorithms[1:] for s in strategies]
+    with_ablations = algorithms[:1] if ablation_algorithms is None else ablation_algorithms
+    arms = []
+    for algorithm in algorithms:
+        arms += [Arm(s, algorithm, STRATEGIES[s]) for s in strategies]
+        if algorithm in with_ablations:
+            arms += [Arm(name, algorithm, variants[name]) for name in ablation_names]
     return arms
 
 
@@ -527,8 +532,10 @@ def write_sweep(
     results of that setting's arms): its paired difference in mean accuracy over iterations
     from uniform (mean [bootstrap interval] and per seed), its step- and compute-matched
     speed-ups, accepted samples per iteration (arm / uniform) and its estimated gradient
-    variance against uniform's: sweep.md, and sweep_<key>.png plotting the difference and the
-    compute-matched speed-up to halfway against the setting."""
+    variance against uniform's: sweep.md (sweep-<arm>.md for an arm other than gvm), and
+    sweep_<key>.png (sweep_<key>_<arm>.png) plotting the difference and the compute-matched
+    speed-up to halfway against the setting."""
+    suffix = "" if arm == "gvm" else f"_{arm}"
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         f"| {key} | algorithm | mean acc difference {arm} - uniform | per seed | speed-up "
@@ -559,9 +566,9 @@ def write_sweep(
             ]
             lines.append("| " + " | ".join(cells) + " |")
             points.setdefault(algorithm, []).append({"x": float(value), **row})
-    image = _plot_sweep(points, key, arm, out_dir / f"sweep_{key}.png")
+    image = _plot_sweep(points, key, arm, out_dir / f"sweep_{key}{suffix}.png")
     text = "\n".join(lines) + f"\n\n![{image.stem}]({image.name})\n"
-    atomic_write_text(out_dir / "sweep.md", text)
+    atomic_write_text(out_dir / ("sweep.md" if arm == "gvm" else f"sweep-{arm}.md"), text)
     return text
 
 
