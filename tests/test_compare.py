@@ -246,3 +246,48 @@ def test_compare_command_runs_paired_arms_and_reports(tiny_overrides, tmp_path, 
         assert sorted(p.name for p in (out / "runs/raft++" / arm).iterdir()) == ["seed-0", "seed-1"]
     assert main([*command, "--arms", "gvm"]) == 2
     assert "--arms must include uniform" in capsys.readouterr().err
+
+
+def test_the_harness_sets_seed_and_run_directory_over_the_config_file(tmp_path, monkeypatch):
+    """A config file's seed and output_dir (the paper configs set one) once made every seed the
+    same run, trained into the file's directory."""
+    config_file = tmp_path / "paper.yaml"
+    config_file.write_text("seed: 0\noutput_dir: elsewhere\niterations: 1\nallocation: gvm\n")
+    trained = []
+
+    def fake_train(config, progress=True):
+        trained.append((config.seed, config.output_dir, config.resume))
+        run_dir = tmp_path / config.output_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"iteration": i, "test/accuracy": 0.1 * i}) for i in range(2)]
+        (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        return run_dir
+
+    monkeypatch.setattr("gvm_raft.compare.train", fake_train)
+    monkeypatch.chdir(tmp_path)
+    arms = make_arms(["raft++"], ["uniform"], [], 8, 64)
+    found = run_arms(arms, [0, 1], config_file, tmp_path / "out", progress=False)
+    assert trained == [
+        (0, str(tmp_path / "out/runs/raft++/uniform/seed-0"), True),
+        (1, str(tmp_path / "out/runs/raft++/uniform/seed-1"), True),
+    ]
+    assert len(found["raft++/uniform"]) == 2
+    with pytest.raises(ValueError, match="seed cannot be overridden in a comparison"):
+        run_arms(arms, [0], config_file, tmp_path / "out", ["seed=3"], progress=False)
+
+
+def test_report_only_never_writes_an_empty_or_mismatched_report(tiny_overrides, tmp_path, capsys):
+    out = tmp_path / "compare"
+    out.mkdir()
+    (out / "results.md").write_text("earlier results\n")
+    base = [str(bundled_config("convergence.yaml")), *tiny_overrides(iterations=1)]
+    report_only = ["compare", *base, "--out", str(out), "--arms", "uniform", "--report-only"]
+    assert main(report_only) == 2
+    assert "nothing to report" in capsys.readouterr().err
+    assert (out / "results.md").read_text() == "earlier results\n"
+    assert main(["compare", *base, "--out", str(out), "--arms", "uniform", "--seeds", "0"]) == 0
+    other = ["compare", *base, "learning_rate=0.5", "--out", str(out), "--arms", "uniform"]
+    assert main([*other, "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "trained with other settings (learning_rate)" in err and "nothing to report" in err
+    assert "| raft++/uniform |" in (out / "results.md").read_text()

@@ -25,6 +25,7 @@ mean.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,12 @@ def run_arms(
     comparison directory of reuse_from is linked, not trained again.
     """
     arms = list(arms)
+    owned = sorted({item.partition("=")[0].strip() for item in overrides} & COMPARE_SETTINGS)
+    if owned:
+        raise UserError(
+            f"{', '.join(owned)} cannot be overridden in a comparison: it sets them for every "
+            "arm and seed itself (--seeds, --out); drop the override"
+        )
     found: dict[str, dict[int, list[dict]]] = {arm.label: {} for arm in arms}
     for seed in seeds:
         for arm in arms:
@@ -152,6 +159,11 @@ def run_arms(
             if rows is not None:
                 found[arm.label][seed] = rows
     return {label: [runs[s] for s in seeds if s in runs] for label, runs in found.items() if runs}
+
+
+# What the harness sets for every run itself, over what the config file says: a file's own seed
+# or output_dir (the paper configs set one) would otherwise make every seed the same run.
+COMPARE_SETTINGS = frozenset({"seed", "output_dir", "resume"})
 
 
 def _train_or_read(
@@ -168,13 +180,8 @@ def _train_or_read(
     reuse_from, or else trained, when missing)."""
     run_dir = _run_dir(out_dir, arm, seed)
     arm_overrides = [f"{k}={v}" for k, v in arm.overrides.items()]
-    config = load_config(
-        base_config,
-        [*overrides, f"algorithm={arm.algorithm}", *arm_overrides],
-        output_dir=str(run_dir),
-        seed=seed,
-        resume=True,
-    )
+    own = [f"algorithm={arm.algorithm}", f"output_dir={run_dir}", f"seed={seed}", "resume=true"]
+    config = load_config(base_config, [*overrides, *arm_overrides, *own])
     if config.eval_every != 1:
         raise UserError("eval_every must be 1: the speed-ups compare accuracy at every iteration")
     if not run_dir.exists():
@@ -182,6 +189,17 @@ def _train_or_read(
         if twin is not None:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(os.path.relpath(twin, run_dir.parent), target_is_directory=True)
+    if not train_missing and (run_dir / "config.yaml").exists():
+        changed = differing_settings(
+            load_config(run_dir / "config.yaml"), config, BOOKKEEPING_SETTINGS
+        )
+        if changed:
+            print(
+                f"warning: {run_dir} was trained with other settings ({', '.join(changed)}): "
+                "left out of the report",
+                file=sys.stderr,
+            )
+            return None
     rows = read_jsonl(run_dir / METRICS_FILE)
     if len(rows) <= config.iterations and train_missing:
         if progress:
@@ -508,7 +526,14 @@ def write_results(
     results: dict[str, list[list[dict]]], out_dir: Path, baselines: dict[str, str]
 ) -> str:
     """results.md (per algorithm: the table against its uniform arm, and where each arm's
-    samples went by estimated acceptance rate) and the plots."""
+    samples went by estimated acceptance rate) and the plots. Refused, leaving any earlier
+    results.md as it was, when no algorithm has a finished uniform run to compare with."""
+    if not baselines:
+        raise UserError(
+            f"no finished uniform run in {out_dir} matches these settings: nothing to report "
+            "(results.md left as it was); train the comparison first, or pass the settings it "
+            "was run with"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     for algorithm, baseline in baselines.items():
