@@ -19,7 +19,7 @@ from gvm_raft.trainer import (
 def test_unknown_key_suggests_the_closest():
     with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
         load_config(None, ["learning_rat=1e-4"])
-    with pytest.raises(ConfigError, match="num_generations must be a int"):
+    with pytest.raises(ConfigError, match="num_generations must be a whole number"):
         load_config(None, ["num_generations=many"])
 
 
@@ -54,7 +54,7 @@ def test_a_failed_setup_closes_the_reward(tiny_config, tmp_path, monkeypatch):
 
 
 def test_demo_checks_its_overrides_before_building_the_world(tmp_path):
-    with pytest.raises(ConfigError, match="iterations must be a int; got 'abc'"):
+    with pytest.raises(ConfigError, match="iterations must be a whole number; got 'abc'"):
         run_demo(str(tmp_path / "world"), str(tmp_path / "demo"), ["iterations=abc"])
     assert not (tmp_path / "world").exists()
 

@@ -172,3 +172,40 @@ def test_running_stats_blend_revisited_prompts():
     third = running.update([7], np.array([0]), np.array([8]), np.array([0.0]))
     np.testing.assert_allclose(third.accept_rates, [0.75 * 0.375])
     np.testing.assert_allclose(third.grad_norms, [5.0])  # nothing accepted: G kept
+
+
+def test_allocate_refuses_budgets_beyond_what_it_can_compute_by_name(tmp_path, capsys):
+    """Before: --budget 10**19 spun for over 10 minutes, 10**20 raised a TypeError, and knapsack
+    with a budget of 10**9 on 4 prompts asked for 29.8 GiB."""
+    rows = [{"index": i, "grad_norm": 1.0 + i, "accept_rate": 0.2 * (i + 1)} for i in range(4)]
+    write_lines(tmp_path / "s.jsonl", rows)
+    stats = str(tmp_path / "s.jsonl")
+    for budget, strategy in [(10**19, "gvm"), (10**20, "uniform"), (10**19, "gvm-rounding")]:
+        assert main(["allocate", stats, "--budget", str(budget), "--strategy", strategy]) == 2
+        assert "budget must be at most 2**53" in capsys.readouterr().err
+    assert main(["allocate", stats, "--budget", str(10**9), "--strategy", "knapsack"]) == 2
+    assert "knapsack ranks one marginal gain per prompt" in capsys.readouterr().err
+    for strategy in ("gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "uniform"):
+        assert main(["allocate", stats, "--budget", str(2**53), "--strategy", strategy]) == 0
+        assert sum(json.loads(capsys.readouterr().out)) == 2**53
+
+
+def test_allocate_summary_says_in_words_what_inf_and_nan_meant(tmp_path, capsys):
+    """Before: a budget below the prompt count printed 'inf (uniform inf, ratio nan)', and
+    max_accept_rate 0 gave the whole budget to the one prompt with p = 0 and G = 0."""
+    rows = [
+        {"index": i, "grad_norm": g, "accept_rate": p}
+        for i, (g, p) in enumerate([(1.0, 0.5), (2.0, 0.25), (0.0, 0.0), (1.0, 0.75)])
+    ]
+    write_lines(tmp_path / "s.jsonl", rows)
+    stats = str(tmp_path / "s.jsonl")
+    assert main(["allocate", stats, "--budget", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "infinite: a prompt with G > 0 and p > 0 got no sample" in err and "nan" not in err
+    assert main(["allocate", stats, "--budget", "16", "--max-accept-rate", "0"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == [4, 4, 4, 4]
+    assert "left by the filters was zero; falling back to uniform" in captured.err
+    write_lines(tmp_path / "z.jsonl", [{"index": 0, "grad_norm": 0.0, "accept_rate": 0.0}])
+    assert main(["allocate", str(tmp_path / "z.jsonl"), "--budget", "4"]) == 0
+    assert "0 (no prompt has both G > 0 and p > 0)" in capsys.readouterr().err

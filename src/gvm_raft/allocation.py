@@ -44,7 +44,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gvm_raft.estimators import accuracy_cost, grpo_active, grpo_cost
+from gvm_raft.estimators import accuracy_cost, grpo_active, grpo_cost, grpo_scale
 
 Strategy = Literal["uniform", "gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "knapsack"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
@@ -203,7 +203,8 @@ def allocate(
         _check_capacity(budget, lo, hi)
         return Allocation(_uniform(lo, hi, budget))
 
-    w = _strategy_weights(strategy, g, p, alpha, beta)
+    size = reference_size if reference_size is not None else max(2, round(budget / m))
+    w = _strategy_weights(strategy, g, p, alpha, beta, size)
     kept = p <= max_accept_rate
     if min_expected_accepted > 0:
         if strategy == "gvm-rounding":  # the reference: shares of all prompts, not renormalised
@@ -214,17 +215,17 @@ def allocate(
     if not kept.any():
         _check_capacity(budget, lo, hi)
         return Allocation(_uniform(lo, hi, budget), "every prompt was filtered out")
+    if not (w[kept] > 0).any():  # nothing to follow: uniform over every prompt, as above
+        _check_capacity(budget, lo, hi)
+        left = "left by the filters " if not kept.all() else ""
+        fallback = f"every allocation weight {WEIGHT_FORMULAS[strategy]} {left}was zero"
+        return Allocation(_uniform(lo, hi, budget), fallback)
     w, lo, hi = _only(kept, w, lo, hi)
     _check_capacity(budget, lo, hi)
-    if not (w > 0).any():
-        fallback = f"every allocation weight {WEIGHT_FORMULAS[strategy]} was zero"
-        return Allocation(_uniform(lo, hi, budget, kept.astype(np.float64)), fallback)
     if strategy == "gvm-rounding":
         return Allocation(_round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget))
     if strategy == "gvm-grpo":
-        size = reference_size if reference_size is not None else max(2, round(budget / m))
-        g = np.where(kept, g, 0.0)
-        return Allocation(_grpo_integer(g, p, size, lo, hi, budget))
+        return Allocation(_grpo_integer(np.where(kept, g, 0.0), p, w, size, lo, hi, budget))
     return Allocation(_exact_integer(w**2, lo, hi, budget))  # the cost c_i of sum_i c_i / n_i
 
 
@@ -232,25 +233,37 @@ WEIGHT_FORMULAS = {
     "gvm": "G_i / sqrt(q_i)",
     "gvm-rounding": "G_i / sqrt(q_i)",
     "gvm-accuracy": "G_i sqrt(p_i)",
-    "gvm-grpo": "G_i [0 < p_i < 1]",
+    "gvm-grpo": "G_i d_nbar(p_i) / sqrt(p_i (1 - p_i)) on 0 < p_i < 1",
 }
 
 
 def _strategy_weights(
-    strategy: Strategy, g: FloatArray, p: FloatArray, alpha: float, beta: float
+    strategy: Strategy, g: FloatArray, p: FloatArray, alpha: float, beta: float, size: int
 ) -> FloatArray:
     """The continuous optimum's weights w_i (n_i ∝ w_i): G_i / sqrt(q_i) for the paper's rule,
-    G_i sqrt(p_i) for gvm-accuracy, and for gvm-grpo G_i on the prompts with a target (its
-    large-group limit, n_i - 1 ∝ G_i, used by the filters and as the exact search's start)."""
+    G_i sqrt(p_i) for gvm-accuracy, and for gvm-grpo G_i d_nbar(p_i) / sqrt(p_i (1 - p_i)) on
+    the prompts with a target (the minimiser of its large-group cost
+    G_i^2 d_nbar^2 / (p_i (1 - p_i) (n_i - 1)) in n_i - 1, used by the filters and as the
+    exact search's start; nbar = size)."""
     if strategy == "gvm-accuracy":
         return np.sqrt(accuracy_cost(g, p))
     if strategy == "gvm-grpo":
-        return np.where(grpo_active(g, p), g, 0.0)
+        active = grpo_active(g, p)
+        w = np.zeros_like(g)
+        v = p[active] * (1 - p[active])
+        w[active] = g[active] * grpo_scale(np.full(v.size, size), p[active]) / np.sqrt(v)
+        return w
     return allocation_weights(g, p, alpha, beta)
 
 
 def _grpo_integer(
-    g: FloatArray, p: FloatArray, reference_size: int, lo: FloatArray, hi: FloatArray, budget: int
+    g: FloatArray,
+    p: FloatArray,
+    w: FloatArray,
+    reference_size: int,
+    lo: FloatArray,
+    hi: FloatArray,
+    budget: int,
 ) -> IntArray:
     """Integer minimiser of sum_i grpo_cost(n_i) under lo <= n <= hi and sum n = budget.
 
@@ -258,7 +271,7 @@ def _grpo_integer(
     cannot give every such prompt 2, those whose cost at 2 samples is lowest are dropped. The
     costs are convex and decreasing in n (a group of n has n - 1 degrees of freedom), so an
     allocation that no single move of one sample between two prompts improves is optimal; the
-    search starts from the large-group limit n_i - 1 ∝ G_i and moves samples until none helps.
+    search starts from the large-group optimum n_i - 1 ∝ w_i and moves samples until none helps.
     """
     active = grpo_active(g, p) & (hi >= 2)
     floor = np.where(active, np.maximum(lo, 2.0), lo)
@@ -271,7 +284,8 @@ def _grpo_integer(
                 break
     g = np.where(active, g, 0.0)
     shift = active.astype(np.float64)
-    start = _water_fill(g, floor - shift, hi - shift, budget - shift.sum()) + shift
+    start = _water_fill(np.where(active, w, 0.0), floor - shift, hi - shift, budget - shift.sum())
+    start += shift
     n = _round_largest_remainder(start, floor, hi, budget)
 
     def cost(i: int, size: int) -> float:
@@ -382,6 +396,12 @@ def knapsack_allocate(
     if extra == 0:
         return n
     cap = np.minimum(hi, lo + extra).astype(np.int64)
+    table = int((cap - n).sum())
+    if table > MAX_KNAPSACK_TABLE:
+        raise ValueError(
+            f"knapsack ranks one marginal gain per prompt and extra sample: {table} here, at most "
+            f"2**24 = {MAX_KNAPSACK_TABLE}; lower the budget, set max_samples, or use gvm"
+        )
     prompt = np.repeat(np.arange(p.size), cap - n)
     level = np.concatenate([np.arange(a, b) for a, b in zip(n, cap, strict=True)])
     gain = knapsack_value(level + 1, p[prompt]) - knapsack_value(level, p[prompt])
@@ -569,9 +589,18 @@ def _check_regulariser(alpha: float, beta: float) -> None:
         raise ValueError(f"beta must be finite; got {beta}")
 
 
+MAX_BUDGET = 2**53  # float64 holds every whole number up to here; the searches compute in it
+MAX_KNAPSACK_TABLE = 2**24  # knapsack's marginal gains: one entry per prompt and extra sample
+
+
 def _check_budget(budget: float, whole: bool = False) -> None:
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer, float, np.floating)):
         raise ValueError(f"budget must be a number of samples; got {budget!r}")
+    if budget > MAX_BUDGET:
+        raise ValueError(
+            f"budget must be at most 2**53 = {MAX_BUDGET} samples (the allocation computes in "
+            f"float64, exact for whole numbers up to there); got {budget}"
+        )
     if not np.isfinite(budget) or budget < 0:
         raise ValueError(f"budget must be a non-negative number of samples; got {budget}")
     if whole and float(budget) != int(budget):

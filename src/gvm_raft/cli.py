@@ -207,18 +207,36 @@ def _format_allocation_summary(summary: dict[str, float], prompts: int, args) ->
         f"max {summary['max']}; {summary['zero_prompts']} prompts get 0 "
         f"({summary['dropped_prompts']} of them with G > 0 and p > 0); "
         f"Gini {summary['gini']:.3f}",
-        f"  gradient variance sum G^2/(n p): {summary['variance']:.6g} "
-        f"(uniform {summary['variance_uniform']:.6g}, ratio {summary['variance_ratio']:.4f})",
+        "  gradient variance sum G^2/(n p): "
+        + _variance_against_uniform(summary["variance"], summary["variance_uniform"]),
         f"  regularised (alpha={args.alpha:g}, beta={args.beta:g}): "
-        f"{summary['regularised_variance']:.6g} "
-        f"(uniform {summary['regularised_variance_uniform']:.6g})",
+        + _variance_against_uniform(
+            summary["regularised_variance"], summary["regularised_variance_uniform"]
+        ),
     ]
     if "matched" in summary:
         lines.append(
             f"  variance of the estimator it minimises ({summary['matched_name']}): "
-            f"{summary['matched']:.6g} (uniform {summary['matched_uniform']:.6g})"
+            + _variance_against_uniform(summary["matched"], summary["matched_uniform"])
         )
     return "\n".join(lines)
+
+
+def _variance_against_uniform(variance: float, uniform: float) -> str:
+    """'V (uniform U, ratio R)', saying in words when a prompt with a gradient term got no
+    sample (V infinite) or no prompt has one (V = 0)."""
+
+    def shown(value: float) -> str:
+        return (
+            "infinite: a prompt with G > 0 and p > 0 got no sample"
+            if value == np.inf
+            else (f"{value:.6g}")
+        )
+
+    if variance == 0 and uniform == 0:
+        return "0 (no prompt has both G > 0 and p > 0)"
+    ratio = f", ratio {variance / uniform:.4f}" if np.isfinite(variance) and uniform > 0 else ""
+    return f"{shown(variance)} (uniform {shown(uniform)}{ratio})"
 
 
 def _add_prepare_demo(commands: argparse._SubParsersAction) -> None:

@@ -585,5 +585,6 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false; got {value!r}")
     if hint in (int, float, str) and (not isinstance(value, hint) or isinstance(value, bool)):
-        raise ConfigError(f"{name} must be a {hint.__name__}; got {value!r}")
+        kind = {int: "a whole number", float: "a number", str: "text"}[hint]
+        raise ConfigError(f"{name} must be {kind}; got {value!r}")
     return value

@@ -47,6 +47,9 @@ def grpo_scale(n: ArrayLike, accept_rates: ArrayLike) -> FloatArray:
     d_n(p) grad p / (p (1 - p)): given K = k accepted of n, sum_j A_j g_j =
     (sum_acc g - (k/n) sum_all g) / s_k with s_k^2 = k (n - k) / (n (n - 1)), whose mean is
     sqrt(k (n - k) (n - 1) / n) mu / (1 - p). d_n(p) -> n sqrt(p (1 - p)) for large n; d_1 = 0.
+    Exact sums up to n = 2^14; above, the sum over the binomial's bulk, or where n p (1 - p) >=
+    1000 the second-order expansion sqrt((n-1)/n) (n sqrt(v) - 1 / (8 sqrt(v))), v = p (1 - p)
+    (relative error below 1e-7).
     """
     sizes = np.asarray(n, dtype=np.int64)
     p = np.asarray(accept_rates, dtype=np.float64)
@@ -56,10 +59,34 @@ def grpo_scale(n: ArrayLike, accept_rates: ArrayLike) -> FloatArray:
         if size < 2:
             continue
         chosen = sizes == size
-        k = np.arange(size + 1, dtype=np.float64)
-        values = np.sqrt(k * (size - k) * (size - 1) / size)
-        out[chosen] = binomial_pmf(int(size), p[chosen]) @ values
+        if size <= EXACT_GROUP_SIZE:
+            k = np.arange(size + 1, dtype=np.float64)
+            values = np.sqrt(k * (size - k) * (size - 1) / size)
+            out[chosen] = binomial_pmf(int(size), p[chosen]) @ values
+        else:
+            out[chosen] = [_large_group_scale(int(size), q) for q in p[chosen]]
     return out
+
+
+EXACT_GROUP_SIZE = 2**14
+
+
+def _large_group_scale(n: int, p: float) -> float:
+    """d_n(p) for n > 2^14: the expansion where the binomial is wide, else the exact sum over
+    k <= n q + 12 sd + 12 with q = min(p, 1 - p) (d_n is symmetric in p and 1 - p)."""
+    q = min(p, 1.0 - p)
+    if q == 0:
+        return 0.0
+    variance = n * q * (1.0 - q)
+    if variance >= 1000:
+        return float(
+            np.sqrt((n - 1) / n) * (n * np.sqrt(q * (1 - q)) - 1 / (8 * np.sqrt(q * (1 - q))))
+        )
+    top = int(min(n, n * q + 12 * np.sqrt(variance) + 12))
+    k = np.arange(top + 1, dtype=np.float64)
+    log_choose = np.concatenate([[0.0], np.cumsum(np.log((n - k[:-1]) / k[1:]))])
+    pmf = np.exp(log_choose + k * np.log(q) + (n - k) * np.log1p(-q))
+    return float(pmf @ np.sqrt(k * (n - k) * (n - 1) / n))
 
 
 def binomial_pmf(n: int, accept_rates: ArrayLike) -> FloatArray:
