@@ -167,3 +167,20 @@ def test_eval_takes_its_defaults_from_a_run_config(tiny_config, tmp_path, capsys
     with pytest.raises(SystemExit):
         main([*args, "--max-completion-length", "x"])
     assert "argument --max-completion-length: invalid int value: 'x'" in capsys.readouterr().err
+
+
+def test_eval_and_stats_refuse_an_output_that_cannot_be_a_file_before_any_work(tmp_path, capsys):
+    """Before: eval ran the whole evaluation, then failed with '[Errno 21] Is a directory'."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (tmp_path / "plain").write_text("")
+    for out, message in [
+        (folder, "is a directory: give a file name inside it"),
+        (tmp_path / "plain" / "r.json", "is a file, not a directory"),
+    ]:
+        assert main(["eval", "no-model", "no-data.jsonl", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+        assert main(["stats", "no-run", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+        assert main(["allocate", "no-stats.jsonl", "--budget", "4", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err

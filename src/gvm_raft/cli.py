@@ -19,7 +19,7 @@ import numpy as np
 
 from gvm_raft import allocation, estimators
 from gvm_raft.errors import UserError, VerifierError
-from gvm_raft.fileio import atomic_write_text
+from gvm_raft.fileio import atomic_write_text, check_output_file
 from gvm_raft.stats import PromptStats, read_prompt_stats
 
 
@@ -140,6 +140,8 @@ def _add_allocate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_allocate(args: argparse.Namespace) -> int:
+    if args.out:
+        check_output_file(args.out)
     stats = read_prompt_stats(args.stats)
     try:
         result = allocation.allocate(
@@ -411,6 +413,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     from gvm_raft.rewards import close_reward, load_rewards
     from gvm_raft.rollout.base import SamplingParams
 
+    if args.out:
+        check_output_file(args.out)
     config = _eval_config(args)
     names = [Path(p).stem for p in args.data]
     if len(set(names)) < len(names):
@@ -572,11 +576,10 @@ def _add_stats(commands: argparse._SubParsersAction) -> None:
 def _run_stats(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from gvm_raft.checkpoint import ALLOCATIONS_FILE, read_allocations
-    from gvm_raft.stats import PromptStats, write_prompt_stats
+    from gvm_raft.stats import write_prompt_stats
 
+    check_output_file(args.out)
     rows = read_allocations(Path(args.run))
     if not rows:
         raise UserError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")

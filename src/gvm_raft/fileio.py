@@ -11,7 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gvm_raft.errors import LogFileError
+from gvm_raft.errors import LogFileError, UserError
+
+
+def check_output_file(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse, before any work, an output path that cannot become a file: an existing directory,
+    or one whose parent is a file or cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{option} {path} is a directory: give a file name inside it")
+    parent = next((p for p in [target.parent, *target.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {parent} is not writable")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
