@@ -102,9 +102,10 @@ def main() -> None:
         "--reuse",
         type=Path,
         nargs="*",
-        default=[Path("runs/convergence")],
+        default=None,
         help="comparison directories (with their sweeps) whose finished runs stand in for runs "
-        "with the same settings here, linked instead of trained again",
+        "with the same settings here, linked instead of trained again (default: "
+        "runs/convergence, when it exists)",
     )
     parser.add_argument(
         "--report-only",
@@ -115,6 +116,15 @@ def main() -> None:
     args = parser.parse_args()
     if "uniform" not in args.strategies or "uniform" not in args.sweep_strategies:
         parser.error("--strategies must include uniform: every speed-up is measured against it")
+    for path in args.reuse or []:
+        if "=" in path.name:
+            parser.error(
+                f"--reuse {path} looks like a key=value override: put overrides before --reuse"
+            )
+        if not path.is_dir():
+            parser.error(f"--reuse {path} is not a comparison directory")
+    if args.reuse is None:
+        args.reuse = [Path("runs/convergence")]
     start = time.perf_counter()
     report = prepare_demo_world(args.world, BENCH_WORLD)
     print(format_world_report(report, str(args.world)), flush=True)

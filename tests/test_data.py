@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import datasets
 import pytest
 from transformers import AutoTokenizer
 
+from gvm_raft.cli import main
 from gvm_raft.config import GVMConfig
 from gvm_raft.data import load_prompts, normalise_answer, render_prompt
 from gvm_raft.trainer import train
@@ -152,3 +154,14 @@ def test_one_iteration_through_the_real_math_path(chat_model_dir, tmp_path):
     assert rows[1]["train/optimizer_steps"] == 2
     assert 0.0 <= rows[1]["test/accuracy"] <= 1.0
     assert (run_dir / "checkpoints" / "iteration-000001" / "model" / "tokenizer.json").exists()
+
+
+def test_the_cli_prints_a_warning_as_one_line_without_its_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after
+    path = tmp_path / "d.jsonl"
+    records = [*RECORDS, {"problem": "No answer", "answer": None}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.warns(UserWarning, match="skipped 1 rows") as caught:
+        assert main(["eval", str(tmp_path / "no-model"), str(path)]) == 2
+    shown = warnings.formatwarning(caught[0].message, UserWarning, "data.py", 91, "warn(...)")
+    assert shown == f"warning: {caught[0].message}\n"

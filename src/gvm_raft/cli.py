@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from gvm_raft.stats import PromptStats, read_prompt_stats
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         status = args.handler(args)
     except (UserError, VerifierError, OSError) as err:
@@ -36,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(status)  # see _leave_process_group
     return status
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the CLI prints it: the message, not the source line that raised it."""
+    return f"warning: {message}\n"
 
 
 def _leave_process_group() -> bool:
