@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -124,6 +126,38 @@ def test_a_verifier_that_cannot_run_fails_loudly():
         pytest.raises(VerifierError, match="cannot run: ModuleNotFoundError"),
     ):
         pool.map([(1.0,)])
+
+
+def two_second_start() -> None:
+    time.sleep(2.0)
+
+
+def test_an_answer_that_arrives_while_a_worker_restarts_is_kept():
+    """Before: the replacement of a timed-out worker was awaited inside the loop, and a
+    neighbour whose answer arrived meanwhile was judged past its deadline: tasks [8 s, 1 s,
+    3.5 s] under a 4 s limit gave [-1, 1, -1] with 2 timeouts (the 3.5 s check, done at 4.5 s
+    with its deadline at 5 s, lost)."""
+    with TimeLimitedPool(
+        sleep_then_echo, workers=2, timeout=4.0, fallback=-1.0, warm=two_second_start
+    ) as pool:
+        assert pool.map([(8.0, 1.0), (1.0, 2.0), (3.5, 3.0)]) == [-1.0, 2.0, 3.0]
+        assert pool.counts["timeouts"] == 1 and pool.restarts == 1
+        assert pool.map([(0.0, 4.0), (0.0, 5.0)]) == [4.0, 5.0]  # the replacement serves
+
+
+def test_a_script_without_a_main_guard_is_told_the_fix(tmp_path):
+    """The spawned workers import the calling script again; without the guard they die while
+    starting, and the message names the fix."""
+    script = tmp_path / "train_script.py"
+    script.write_text(
+        "from gvm_raft.rewards.math import MathVerifier\n"
+        "MathVerifier(workers=1, timeout=1.0).close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode != 0
+    assert 'under `if __name__ == "__main__":`' in done.stderr
 
 
 def test_timeouts_errors_and_restarts_are_counted():

@@ -48,26 +48,48 @@ def _serve(check: Check, warm: Callable[[], Any] | None, conn: Connection) -> No
 
 
 class _Worker:
-    def __init__(self, context: Any, check: Check, warm: Callable[[], Any] | None) -> None:
+    """One worker process and its pipe; not ``ready`` until its warm-up has reported."""
+
+    def __init__(
+        self,
+        context: Any,
+        check: Check,
+        warm: Callable[[], Any] | None,
+        startup_timeout: float,
+    ) -> None:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(check, warm, child), daemon=True)
         self.process.start()
         child.close()
+        self.startup_timeout = startup_timeout
+        self.startup_deadline = time.monotonic() + startup_timeout
+        self.ready = False
         self.task: int | None = None
         self.deadline = 0.0
 
-    def await_ready(self, timeout: float) -> None:
-        if not self.conn.poll(timeout):
+    def await_ready(self) -> None:
+        if not self.conn.poll(max(0.0, self.startup_deadline - time.monotonic())):
             self.stop()
-            raise VerifierError(f"a verifier worker did not start within {timeout:g} s")
+            raise VerifierError(
+                f"a verifier worker did not start within {self.startup_timeout:g} s"
+            )
+        self.take_ready_message()
+
+    def take_ready_message(self) -> None:
+        """Read the start-up report (the pipe is readable): ready, or why it cannot run."""
         try:
             kind, message = self.conn.recv()
         except (EOFError, OSError):
             self.stop()
-            raise VerifierError("a verifier worker died while starting") from None
+            raise VerifierError(
+                "a verifier worker died while starting. When gvm-raft runs from a script, the "
+                "verifier's worker processes import that script again: put the training call "
+                'under `if __name__ == "__main__":`'
+            ) from None
         if kind != "ready":
             self.stop()
             raise VerifierError(f"the verifier cannot run: {message}")
+        self.ready = True
 
     def stop(self) -> None:
         self.process.kill()
@@ -79,7 +101,9 @@ class TimeLimitedPool:
     """``pool.map(args_list)`` -> [check(*args) or fallback] with at most ``timeout`` s per check.
 
     check (and warm) must be picklable top-level functions. Use as a context manager or call
-    close().
+    close(). A worker killed for a timeout is replaced without waiting for its successor's
+    warm-up: the other workers' answers are read as they arrive, and a check's deadline is
+    judged when the pool wakes, which it does at the first answer or deadline.
     """
 
     def __init__(
@@ -102,9 +126,9 @@ class TimeLimitedPool:
         self._workers: list[_Worker] = []
         self.counts: Counter[str] = Counter()
         try:
-            self._workers = [_Worker(self._context, check, warm) for _ in range(workers)]
+            self._workers = [self._start() for _ in range(workers)]
             for worker in self._workers:  # started together, awaited in turn
-                worker.await_ready(startup_timeout)
+                worker.await_ready()
         except BaseException:
             self.close()
             raise
@@ -119,45 +143,60 @@ class TimeLimitedPool:
         self.counts["checks"] += len(tasks)
         while queue or any(w.task is not None for w in self._workers):
             for worker in self._workers:
-                if worker.task is None and queue:
+                if worker.ready and worker.task is None and queue:
                     worker.task = queue.popleft()
                     worker.deadline = time.monotonic() + self.timeout
                     try:
                         worker.conn.send(tasks[worker.task])
                     except (BrokenPipeError, OSError):
                         self._replace(worker)
-            busy = [w for w in self._workers if w.task is not None]
-            if not busy:
+            waiting = [w for w in self._workers if w.task is not None or not w.ready]
+            if not waiting:
                 continue
-            wait_for = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-            ready = set(wait([w.conn for w in busy], timeout=wait_for))
-            for worker in busy:
-                if worker.conn in ready:
-                    try:
-                        kind, value = worker.conn.recv()
-                    except (EOFError, OSError):
-                        self._replace(worker)
-                        continue
-                    if kind == "fatal":
-                        raise VerifierError(f"the verifier cannot run: {value}")
-                    if kind == "ok":
-                        results[worker.task] = value
-                    else:
-                        self.counts["errors"] += 1
-                    worker.task = None
-                elif time.monotonic() >= worker.deadline:
+            deadlines = [w.deadline if w.ready else w.startup_deadline for w in waiting]
+            wait_for = max(0.0, min(deadlines) - time.monotonic())
+            readable = set(wait([w.conn for w in waiting], timeout=wait_for))
+            now = time.monotonic()  # every deadline is judged at the wake-up, not after restarts
+            for worker in waiting:
+                if not worker.ready:
+                    if worker.conn in readable:
+                        worker.take_ready_message()
+                    elif now >= worker.startup_deadline:
+                        worker.stop()
+                        raise VerifierError(
+                            f"a verifier worker did not start within {self.startup_timeout:g} s"
+                        )
+                elif worker.conn in readable:
+                    self._take_answer(worker, results)
+                elif now >= worker.deadline:
                     self.counts["timeouts"] += 1
                     self._replace(worker)
         return results
 
+    def _take_answer(self, worker: _Worker, results: list[float]) -> None:
+        try:
+            kind, value = worker.conn.recv()
+        except (EOFError, OSError):
+            self._replace(worker)
+            return
+        if kind == "fatal":
+            raise VerifierError(f"the verifier cannot run: {value}")
+        if kind == "ok":
+            results[worker.task] = value
+        else:
+            self.counts["errors"] += 1
+        worker.task = None
+
+    def _start(self) -> _Worker:
+        return _Worker(self._context, self.check, self.warm, self.startup_timeout)
+
     def _replace(self, worker: _Worker) -> None:
-        """Kill a hung or dead worker (its task keeps the fallback value) and start a ready
-        one in its place."""
+        """Kill a hung or dead worker (its task keeps the fallback value) and start another in
+        its place, without waiting for it: it takes tasks once its warm-up has reported."""
         index = self._workers.index(worker)
         worker.stop()
         self.counts["restarts"] += 1
-        self._workers[index] = _Worker(self._context, self.check, self.warm)
-        self._workers[index].await_ready(self.startup_timeout)
+        self._workers[index] = self._start()
 
     def close(self) -> None:
         for worker in self._workers:
