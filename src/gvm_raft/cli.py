@@ -418,6 +418,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from gvm_raft.evaluate import benchmark_table, evaluate_benchmarks
     from gvm_raft.models import load_tokenizer
     from gvm_raft.rewards import close_reward, load_rewards
+    from gvm_raft.rewards.arithmetic import check_integer_answers
     from gvm_raft.rollout.base import SamplingParams
 
     if args.out:
@@ -432,6 +433,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         ]
         for name, path in zip(names, args.data, strict=True)
     }
+    if "arithmetic" in config.reward.split(","):
+        for path, rows in zip(args.data, benchmarks.values(), strict=True):
+            check_integer_answers([r.answer for r in rows], path)
     tokenizer = load_tokenizer(args.model, "model")
     rollout = _eval_rollout(args.model, config, tokenizer)
     reward_fn = load_rewards(config.reward, config.reward_weights, config.reward_timeout)

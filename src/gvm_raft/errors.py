@@ -31,5 +31,10 @@ class LogFileError(UserError):
     """A JSON lines file that cannot be read; the message names the file and the line."""
 
 
+class NonFiniteError(UserError):
+    """A reward, loss or gradient that is NaN or infinite: the run stops before it reaches the
+    weights; the message names the cause (the reward function and sample, or the step)."""
+
+
 class VerifierError(RuntimeError):
     """The checks cannot run at all (a failed import or warm-up, a worker that never starts)."""

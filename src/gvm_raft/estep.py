@@ -16,10 +16,9 @@ import torch
 from transformers import PreTrainedModel
 
 from gvm_raft.data import PromptRow
-from gvm_raft.errors import UserError
 from gvm_raft.gradnorm import ParameterGroup, per_sample_grad_norms
 from gvm_raft.logprobs import collate, token_log_probs
-from gvm_raft.rewards import RewardFn
+from gvm_raft.rewards import RewardFn, call_reward
 from gvm_raft.rollout.base import RolloutBackend, Sample, SamplingParams
 from gvm_raft.stats import mean_accepted_grad_norm
 
@@ -84,11 +83,7 @@ def score(
         [{"role": "assistant", "content": text}] if rows[i].conversational else text
         for i, text in zip(owners, completions, strict=True)
     ]
-    rewards = reward_fn(prompts=prompts, completions=shaped, **columns)
-    if len(rewards) != len(completions):
-        raise UserError(
-            f"the reward function gave {len(rewards)} rewards for {len(completions)} completions"
-        )
+    rewards = call_reward(reward_fn, prompts, shaped, **columns)
     missing = sum(r is None for r in rewards)
     if missing:
         warnings.warn(f"{missing} rewards were None and count as 0", stacklevel=2)

@@ -40,6 +40,7 @@ from gvm_raft.models import (
 from gvm_raft.mstep import Learner
 from gvm_raft.report import COMPLETION_COLUMNS, completions_markdown
 from gvm_raft.rewards import RewardFn, close_reward, load_rewards
+from gvm_raft.rewards.arithmetic import check_integer_answers
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.seeds import Stream, stream_rng, stream_seed
@@ -164,6 +165,9 @@ def load_datasets(
         )
     if test_rows is None and config.test_file:
         test_rows = load_prompts(config.test_file, config.prompt_column, config.answer_column)
+    if isinstance(config.reward, str) and "arithmetic" in config.reward.split(","):
+        check_integer_answers([r.answer for r in train_rows], config.train_file or "train_dataset")
+        check_integer_answers([r.answer for r in test_rows or []], config.test_file or "test")
     return train_rows, test_rows or []
 
 

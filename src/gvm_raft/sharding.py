@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from gvm_raft.config import ConfigError
+from gvm_raft.errors import NonFiniteError
 
 FSDP_EFFICIENT_LOADING = "FSDP_CPU_RAM_EFFICIENT_LOADING"
 
@@ -233,11 +235,18 @@ def optimizer_step(
     max_grad_norm: float,
 ) -> float:
     """Clip the accumulated gradient to max_grad_norm and step; returns its norm before
-    clipping. DeepSpeed's engine clips (gradient_clipping) and steps its own optimizer."""
+    clipping. A non-finite norm raises NonFiniteError instead of stepping. DeepSpeed's engine
+    clips (gradient_clipping) and steps its own optimizer."""
     if uses_deepspeed(accelerator):
         model.step()
         return float(model.get_global_grad_norm())
     grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
+    if not math.isfinite(grad_norm):  # the same all-reduced norm on every process
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteError(
+            f"the gradient norm is {grad_norm}: the optimizer step was refused (a non-finite "
+            "advantage, a learning rate or loss scale too large, or fp16 overflow)"
+        )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return grad_norm

@@ -10,6 +10,7 @@ repeats an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from gvm_raft.distributed import (
     run_shared,
     worker_loads,
 )
+from gvm_raft.errors import NonFiniteError
 from gvm_raft.estep import (
     ScoredSample,
     prompt_statistics,
@@ -38,7 +40,7 @@ from gvm_raft.estep import (
 from gvm_raft.estimators import inverse_acceptance_weights, uniform_target_weights
 from gvm_raft.evaluate import combined_standard_error, evaluate
 from gvm_raft.mstep import update_policy
-from gvm_raft.rewards import close_reward
+from gvm_raft.rewards import close_reward, reward_name
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.run import (
     Inputs,
@@ -63,7 +65,13 @@ def train(config: GVMConfig, progress: bool = True, inputs: Inputs | None = None
             log(run, {"iteration": 0} | evaluate_policy(run))
         for iteration in range(start + 1, config.iterations + 1):
             tic = time.perf_counter()
-            metrics = run_iteration(run, iteration)
+            try:
+                metrics = run_iteration(run, iteration)
+            except NonFiniteError as err:
+                raise NonFiniteError(
+                    f"iteration {iteration}: {err}. Nothing of this iteration was saved: the "
+                    f"last checkpoint (iteration {iteration - 1}) holds the last good weights"
+                ) from None
             metrics["time/iteration"] = time.perf_counter() - tic
             log(run, metrics)
             save_iteration(run, iteration)
@@ -380,7 +388,23 @@ def sample(
             [batch.group_ids[i] for i in items],
         )
 
-    return run_shared(run.accelerator, n_samples, work)
+    groups = run_shared(run.accelerator, n_samples, work)
+    check_finite_rewards(run, batch, groups)
+    return groups
+
+
+def check_finite_rewards(run: Run, batch: PromptBatch, groups: list[list[ScoredSample]]) -> None:
+    """Refuse a NaN or infinite reward at the batch that produced it, before it reaches an
+    advantage (on every process alike: the rewards are gathered)."""
+    for i, group in enumerate(groups):
+        for sample in group:
+            if not math.isfinite(sample.reward):
+                raise NonFiniteError(
+                    f"the reward function {reward_name(run.reward_fn)} returned {sample.reward} "
+                    f"for a completion of prompt {batch.rows[i].problem[:80]!r} (completion "
+                    f"{sample.sample.text[:80]!r}): rewards must be finite numbers, or None for "
+                    "no reward"
+                )
 
 
 def sample_metrics(run: Run, stage1: list, stage2: list, groups: list) -> dict[str, float]:

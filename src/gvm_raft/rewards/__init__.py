@@ -10,9 +10,12 @@ configs you trust.
 from __future__ import annotations
 
 import importlib
+import inspect
+import numbers
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from gvm_raft.errors import ConfigError, UserError
 from gvm_raft.rewards.arithmetic import arithmetic_reward
@@ -102,10 +105,7 @@ class WeightedRewards:
     def __call__(self, prompts: Sequence[object], completions: Sequence[object], **columns):
         totals: list[float | None] = [None] * len(completions)
         for fn, weight in zip(self.funcs, self.weights, strict=True):
-            rewards = fn(prompts=prompts, completions=completions, **columns)
-            if len(rewards) != len(completions):
-                name = getattr(fn, "__name__", type(fn).__name__)
-                raise UserError(f"reward {name} gave {len(rewards)} rewards for {len(completions)}")
+            rewards = call_reward(fn, prompts, completions, **columns)
             for i, reward in enumerate(rewards):
                 if reward is not None:
                     totals[i] = (totals[i] or 0.0) + weight * float(reward)
@@ -123,6 +123,53 @@ class WeightedRewards:
     def close(self) -> None:
         for fn in self.funcs:
             close_reward(fn)
+
+
+def reward_name(fn: RewardFn) -> str:
+    """How a message names a reward function: its name, or its class's."""
+    if isinstance(fn, WeightedRewards):
+        return " + ".join(
+            f"{w:g} x {reward_name(f)}" for f, w in zip(fn.funcs, fn.weights, strict=True)
+        )
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def call_reward(
+    fn: RewardFn, prompts: Sequence[object], completions: Sequence[object], **columns: Any
+) -> list[float | None]:
+    """``fn(prompts=, completions=, **columns)`` as TRL calls a reward, its output checked:
+    one number (or None) per completion, or a UserError naming the function and the fix (a
+    function that does not take the dataset's columns, a scalar, a generator, text)."""
+    name = reward_name(fn)
+    try:
+        inspect.signature(fn).bind(prompts=prompts, completions=completions, **columns)
+    except TypeError as err:
+        raise UserError(
+            f"reward {name} cannot take TRL's arguments (prompts=, completions= and every dataset "
+            f"column as a keyword: {', '.join(columns)}): {err}; give it a **kwargs parameter"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): call it and see
+        pass
+    rewards = fn(prompts=prompts, completions=completions, **columns)
+    if hasattr(rewards, "tolist"):  # numpy arrays, torch tensors
+        rewards = rewards.tolist()
+    if isinstance(rewards, (str, bytes, dict)) or not isinstance(rewards, (list, tuple)):
+        raise UserError(
+            f"reward {name} returned a {type(rewards).__name__}: return a list with one reward "
+            f"per completion ({len(completions)} here)"
+        )
+    if len(rewards) != len(completions):
+        raise UserError(
+            f"the reward function {name} gave {len(rewards)} rewards for {len(completions)} "
+            "completions"
+        )
+    for index, reward in enumerate(rewards):
+        if reward is not None and not isinstance(reward, numbers.Real):
+            raise UserError(
+                f"reward {name} returned {reward!r} for completion {index}: rewards must be "
+                "numbers, or None for no reward"
+            )
+    return [None if r is None else float(r) for r in rewards]
 
 
 def close_reward(fn: RewardFn) -> None:

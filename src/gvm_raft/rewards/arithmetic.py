@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from gvm_raft.errors import DataError
 from gvm_raft.rewards.boxed import last_boxed
 
 _INTEGER = re.compile(r"[+-]?\d{1,100}")
@@ -20,3 +22,14 @@ def arithmetic_reward(
     if not _INTEGER.fullmatch(boxed):
         return wrong
     return correct if int(boxed) == int(answer) else wrong
+
+
+def check_integer_answers(answers: Sequence[str | None], source: str) -> None:
+    """Refuse, before training or evaluating, a dataset whose answers the arithmetic reward
+    cannot compare (it reads integers): the first bad row named, and the fix."""
+    for row, answer in enumerate(answers):
+        if answer is None or not _INTEGER.fullmatch(str(answer).strip()):
+            raise DataError(
+                f"reward=arithmetic compares integers, but row {row} of {source} has the answer "
+                f"{answer!r}: use reward=math for other answers"
+            )
