@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,24 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_metrics(tiny_
     allocations = [(d / "allocations.jsonl").read_text() for d in (full_dir, killed)]
     assert allocations[0] == allocations[1]
     assert not list((killed / "checkpoints").glob(".*"))
+
+
+def test_resume_records_only_what_happened(tiny_config, tmp_path, capsys):
+    """Before: iterations=1 on a finished 2-iteration run rewrote config.yaml to 1 (metrics held
+    2), eval_samples=2 was recorded though nothing was evaluated, a changed train file resumed
+    silently, and resume=true on an empty directory started a run without a word."""
+    data = tmp_path / "train.jsonl"
+    data.write_text(Path(tiny_config("x").train_file).read_text())
+    run_dir = train(tiny_config("r", train_file=str(data), iterations=2), progress=False)
+    recorded = (run_dir / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="has 2 iterations done; iterations=1"):
+        train(tiny_config("r", train_file=str(data), iterations=1, resume=True), progress=False)
+    train(tiny_config("r", train_file=str(data), iterations=2, resume=True, eval_samples=2))
+    assert (run_dir / "config.yaml").read_text() == recorded
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
+    with pytest.raises(ConfigError, match="training prompts differ from those"):
+        train(tiny_config("r", train_file=str(data), iterations=3, resume=True), progress=False)
+    capsys.readouterr()
+    train(tiny_config("fresh", iterations=1, resume=True))
+    assert "holds no checkpoint yet, so this is a new run" in capsys.readouterr().out

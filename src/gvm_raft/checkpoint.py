@@ -15,17 +15,20 @@ written by every process before the checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gvm_raft.config import ConfigError, GVMConfig, check_resume_matches, load_config
+from gvm_raft.data import PromptRow
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, building_dir, read_jsonl, write_jsonl
 from gvm_raft.sharding import (
@@ -43,6 +46,7 @@ STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 ALLOCATIONS_FILE = "allocations.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
+TRAIN_DATA_FILE = "train_data.json"
 
 
 def read_allocations(run_dir: Path) -> list[dict]:
@@ -57,17 +61,49 @@ def read_allocations(run_dir: Path) -> list[dict]:
     return rows
 
 
-def check_resumable(config: GVMConfig, run_dir: Path) -> None:
-    """Refuse to write over a run without resume=true, and to resume one with settings that
-    change what it trains."""
-    if latest_checkpoint(run_dir) is None:
-        return
+def check_resumable(config: GVMConfig, run_dir: Path) -> int:
+    """Refuse to write over a run without resume=true, to resume one with settings that change
+    what it trains, and to shorten it below the iterations it has done; returns the iterations
+    done (0 for a new run)."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return 0
     if not config.resume:
         raise ConfigError(
             f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
             "output_dir"
         )
     check_resume_matches(load_config(run_dir / "config.yaml"), config, run_dir)
+    done = int(load_state(checkpoint)["iteration"])
+    if config.iterations < done:
+        raise ConfigError(
+            f"{run_dir} has {done} iterations done; iterations={config.iterations} would record "
+            f"a shorter run than its metrics hold: set iterations >= {done}"
+        )
+    return done
+
+
+def check_training_data(
+    run_dir: Path, rows: Sequence[PromptRow], resumed: bool, write: bool
+) -> None:
+    """Fingerprint the training prompts (sha256 of every row's problem and answer) in
+    train_data.json at a run's start (``write``: the main process), and refuse to resume it on
+    other prompts."""
+    digest = hashlib.sha256(
+        json.dumps([[r.problem, r.answer] for r in rows], ensure_ascii=False).encode()
+    ).hexdigest()
+    path = run_dir / TRAIN_DATA_FILE
+    if resumed and path.exists():
+        saved = json.loads(path.read_text())
+        if saved["sha256"] != digest:
+            raise ConfigError(
+                f"the training prompts differ from those {run_dir} was trained on ({saved['rows']} "
+                f"rows then, {len(rows)} now, other content): a resumed run must see the same "
+                "data; restore the train_file or start a new output_dir"
+            )
+        return
+    if write:
+        atomic_write_text(path, json.dumps({"rows": len(rows), "sha256": digest}) + "\n")
 
 
 def resume_point(run: Run) -> int:

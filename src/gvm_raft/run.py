@@ -23,6 +23,7 @@ from gvm_raft.checkpoint import (
     COMPLETIONS_FILE,
     METRICS_FILE,
     check_resumable,
+    check_training_data,
     latest_checkpoint,
     remove_staging,
 )
@@ -119,9 +120,12 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
         if not getattr(config, key) and part is None:
             raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
     run_dir = Path(config.output_dir)
-    if int(os.environ.get("RANK", "0")) == 0:  # the main process; the engine starts later
+    main_process = int(os.environ.get("RANK", "0")) == 0  # the engine starts later
+    if main_process:
         remove_staging(run_dir)
-    check_resumable(config, run_dir)
+    done = check_resumable(config, run_dir)
+    if config.resume and not done and progress and main_process:
+        print(f"resume=true: {run_dir} holds no checkpoint yet, so this is a new run", flush=True)
     check_engine_available()
     check_backend_available(config)
     if config.rollout_backend == "vllm" and not config.model_name_or_path:
@@ -130,6 +134,7 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
             "(save_pretrained) and pass its path, or use rollout_backend=hf"
         )
     train_rows, test_rows = load_datasets(config, inputs.train_rows, inputs.test_rows)
+    check_training_data(run_dir, train_rows, resumed=done > 0, write=main_process)
     reward_fn = inputs.reward_fn or load_rewards(
         config.reward, config.reward_weights, config.reward_timeout
     )
@@ -142,6 +147,7 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
             train_rows,
             test_rows,
             reward_fn,
+            done,
         )
     except BaseException:
         close_reward(reward_fn)
@@ -179,6 +185,7 @@ def _setup_model(
     train_rows: list[PromptRow],
     test_rows: list[PromptRow],
     reward_fn: RewardFn,
+    done: int,
 ) -> Run:
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -241,9 +248,8 @@ def _setup_model(
     replica = make_replica(accelerator, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     policy = replica if replica is not None else accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
+    if accelerator.is_main_process and (done == 0 or done < config.iterations):
+        save_config(config, run_dir / "config.yaml")  # a finished run's record stays as it was
     accelerator.wait_for_everyone()
     if config.log_with:
         accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
