@@ -82,8 +82,9 @@ def test_tensorboard_tracker_receives_metrics_and_completions(tiny_config):
         train(tiny_config("x", log_with="tensorbored"), progress=False)
 
 
-def test_exported_stats_reproduce_the_runs_allocation(tiny_config, tmp_path):
-    run_dir = train(tiny_config("run", iterations=2), progress=False)
+@pytest.mark.parametrize("overrides", [{}, {"algorithm": "grpo", "allocation": "gvm-matched"}])
+def test_exported_stats_reproduce_the_runs_allocation(tiny_config, tmp_path, capsys, overrides):
+    run_dir = train(tiny_config("run", iterations=2, **overrides), progress=False)
     recorded = [
         json.loads(line) for line in (run_dir / "allocations.jsonl").read_text().splitlines()
     ]
@@ -91,9 +92,10 @@ def test_exported_stats_reproduce_the_runs_allocation(tiny_config, tmp_path):
     assert main(["stats", str(run_dir), "--iteration", "1", "--out", str(stats)]) == 0
     exported = [json.loads(line) for line in stats.read_text().splitlines()]
     assert [r["row_id"] for r in exported] == recorded[0]["row_id"]
-    # The run's rule: budget 4 x 4, gvm, at least k = 2 per prompt (stage 1 reused).
-    allocate = ["allocate", str(stats), "--budget", "16", "--strategy", "gvm", "--min", "2"]
-    assert main([*allocate, "--out", str(sizes)]) == 0
+    # The command stats prints: budget 4 x 4, the run's strategy, at least k = 2 per prompt
+    printed = capsys.readouterr().out.split("the run's n_i again: gvm-raft ")[1].split()
+    assert printed[:3] == ["allocate", str(stats), "--budget"] and "--min" in printed
+    assert main([*printed, "--out", str(sizes)]) == 0
     assert json.loads(sizes.read_text()) == recorded[0]["n_samples"]
     assert main(["stats", str(run_dir), "--iteration", "7", "--out", str(stats)]) == 2
 
@@ -106,3 +108,33 @@ def test_an_old_runs_allocations_are_refused_by_field_name(tiny_config, capsys):
     path.write_text(json.dumps(row) + "\n")
     assert main(["stats", str(run_dir), "--out", str(run_dir / "s.jsonl")]) == 2
     assert "prompt_index and samples, now row_id and n_samples" in capsys.readouterr().err
+
+
+def test_the_console_has_no_checkpoint_or_loading_bars(tiny_config, capsys):
+    """Before: a 'Loading weights' bar at start and a 'Writing model shards' bar at every
+    checkpoint, between the one-line-per-iteration summaries."""
+    run_dir = train(tiny_config("bars", iterations=2), progress=True)
+    train(tiny_config("bars", iterations=3, resume=True), progress=True)
+    captured = capsys.readouterr()
+    assert "iteration 3 |" in captured.out and (run_dir / "checkpoints/latest").exists()
+    for bar in ("Loading weights", "Writing model shards"):
+        assert bar not in captured.err and bar not in captured.out
+
+
+def test_accuracy_axes_start_at_zero_with_whole_iterations():
+    """Before: a 3-iteration plot ticked 0.5, 1.5, ... and its accuracy axis went below 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gvm_raft.report import style_accuracy_axes
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2, 3], [0.01, 0.2, 0.3, 0.35])
+    style_accuracy_axes(ax, "iteration")
+    fig.canvas.draw()
+    assert ax.get_ylim()[0] == 0.0
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)

@@ -31,6 +31,7 @@ from gvm_raft.config import ConfigError, GVMConfig, check_resume_matches, load_c
 from gvm_raft.data import PromptRow
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, building_dir, read_jsonl, write_jsonl
+from gvm_raft.models import no_progress_bars
 from gvm_raft.sharding import (
     load_engine_state,
     load_optimizer_state,
@@ -180,7 +181,8 @@ def save_checkpoint(
     final = root / f"iteration-{iteration:06d}"
     try:
         with building_dir(final) as staging:
-            model.save_pretrained(staging / "model", safe_serialization=True)
+            with no_progress_bars():
+                model.save_pretrained(staging / "model", safe_serialization=True)
             tokenizer.save_pretrained(staging / "model")
             if optimizer is not None:
                 torch.save(optimizer, staging / "optimizer.pt")

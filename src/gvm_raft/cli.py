@@ -588,6 +588,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gvm_raft.checkpoint import ALLOCATIONS_FILE, read_allocations
+    from gvm_raft.config import load_config
     from gvm_raft.stats import write_prompt_stats
 
     check_output_file(args.out)
@@ -602,7 +603,33 @@ def _run_stats(args: argparse.Namespace) -> int:
     stats = PromptStats(np.array(row["grad_norm"]), np.array(row["accept_rate"]))
     write_prompt_stats(args.out, stats, row["row_id"])
     print(f"iteration {row['iteration']}: {len(row['grad_norm'])} prompts -> {args.out}")
+    config_file = Path(args.run) / "config.yaml"
+    if config_file.exists():
+        print("the run's n_i again: " + _allocate_command(load_config(config_file), args.out))
     return 0
+
+
+def _allocate_command(config: Any, stats_file: str) -> str:
+    """The ``gvm-raft allocate`` command that gives a run's allocation from its statistics:
+    its budget, strategy, bounds (at least k per prompt when stage 1 is reused) and filters."""
+    floor = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
+    parts = [
+        f"gvm-raft allocate {stats_file} --budget {config.budget}",
+        f"--strategy {config.strategy} --min {floor}",
+        f"--alpha {config.gvm_alpha:g} --beta {config.gvm_beta:g}",
+    ]
+    if config.max_generations is not None:
+        parts.append(f"--max {config.max_generations}")
+    if config.max_accept_rate < 1:
+        parts.append(f"--max-accept-rate {config.max_accept_rate:g}")
+    if config.min_expected_accepted > 0:
+        parts.append(f"--min-expected-accepted {config.min_expected_accepted:g}")
+    if config.strategy == "gvm-grpo":
+        parts.append(f"--reference-size {config.num_generations}")
+    command = " ".join(parts)
+    if not config.gvm_use_grad_norms:
+        command += " (with every grad_norm set to 1: the run had gvm_use_grad_norms=false)"
+    return command
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from gvm_raft.checkpoint import METRICS_FILE, read_allocations
 from gvm_raft.config import BOOKKEEPING_SETTINGS, GVMConfig, differing_settings, load_config
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
+from gvm_raft.report import style_accuracy_axes
 from gvm_raft.trainer import train
 
 ACCURACY = "test/accuracy"
@@ -472,9 +473,7 @@ def plot(results: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
                 (line,) = ax.plot(x, ys.mean(0), label=label.split("/")[1], lw=1.5)
                 ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.12)
         for ax, x_label in zip(axes, ("iteration", "generated tokens (stage 1 + 2)"), strict=True):
-            ax.set_xlabel(x_label)
-            ax.set_ylabel("test accuracy (mean over samples)")
-            ax.grid(alpha=0.3)
+            style_accuracy_axes(ax, x_label)
         axes[0].legend(fontsize=8)
         fig.suptitle(f"{algorithm}: mean and range over seeds")
         fig.tight_layout()

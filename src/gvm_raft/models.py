@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,22 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from gvm_raft.errors import ModelLoadError
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' own bars off (loading weights, writing shards): a run's console is one
+    line per iteration, and a checkpoint takes well under a second to write."""
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def _explain(path: str | Path, what: str, setting: str, err: Exception) -> ModelLoadError:
@@ -59,7 +74,8 @@ def load_causal_lm(
         return load_adapted_lm(path, dtype, attn_implementation)
     kernel = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kernel)
+        with no_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kernel)
     except (OSError, ValueError, ImportError, SafetensorError) as err:
         if attn_implementation is not None and attn_implementation in str(err):
             raise ModelLoadError(

@@ -9,6 +9,7 @@ completions from each run's first, middle and last logged iteration.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -61,6 +62,19 @@ def _pyplot():
     return plt
 
 
+def style_accuracy_axes(ax: Any, x_label: str) -> None:
+    """The accuracy plots' axes: labels, a grid, accuracy from 0, whole iterations on an
+    iteration axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("test accuracy (mean over samples)")
+    ax.set_ylim(bottom=0.0)
+    if x_label == "iteration":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
 def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
     plt = _pyplot()
     written = []
@@ -73,9 +87,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
             rows = [r for r in read_jsonl(run_dir / METRICS_FILE) if "test/accuracy" in r]
             xs = [r.get(x_key, 0) for r in rows]
             ax.plot(xs, [r["test/accuracy"] for r in rows], marker="o", label=run_label(run_dir))
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("test accuracy (mean over samples)")
-        ax.grid(alpha=0.3)
+        style_accuracy_axes(ax, x_label)
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
