@@ -291,6 +291,31 @@ def config_reference() -> str:
     )
 
 
+def config_markdown() -> str:
+    """docs/configuration.md: every setting with its default and meaning, from GVMConfig
+    (regenerate with ``python -m gvm_raft.config > docs/configuration.md``; a test checks it)."""
+    rows = [
+        f"| `{f.name}` | `{f.default!r}` | {f.metadata['doc'].replace('|', '/')} |"
+        for f in dataclasses.fields(GVMConfig)
+    ]
+    return "\n".join(
+        [
+            "# Configuration",
+            "",
+            "Every key of a YAML config, of `key=value` overrides and of `GVMConfig(...)`, with "
+            "its default. Generated from `src/gvm_raft/config.py` by "
+            "`python -m gvm_raft.config > docs/configuration.md`; `gvm-raft train --help` prints "
+            "the same list. An unknown key is refused with the closest valid one; numeric keys "
+            "are checked against their ranges before anything loads.",
+            "",
+            "| key | default | meaning |",
+            "|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def validate(config: GVMConfig) -> None:
     _check_types(config)
     _check_ranges(config)
@@ -588,3 +613,7 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         kind = {int: "a whole number", float: "a number", str: "text"}[hint]
         raise ConfigError(f"{name} must be {kind}; got {value!r}")
     return value
+
+
+if __name__ == "__main__":
+    print(config_markdown(), end="")
