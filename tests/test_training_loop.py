@@ -22,7 +22,7 @@ from gvm_raft.mstep import advantages_for, mini_batches
 from gvm_raft.rollout.base import Sample
 from gvm_raft.run import setup
 from gvm_raft.seeds import Stream, stream_rng
-from gvm_raft.stats import PromptStats
+from gvm_raft.stats import PromptStats, RunningPromptStats
 from gvm_raft.trainer import (
     draw_prompts,
     old_log_probs_for,
@@ -101,7 +101,18 @@ def test_knapsack_and_acceptance_only_arms_follow_their_rules(tiny_config):
         assert row["n_samples"] == expected.tolist()
 
 
-def test_online_statistics_come_from_the_previous_visit(tiny_config):
+def test_online_statistics_come_from_the_previous_visit(tiny_config, monkeypatch):
+    """Each revisited prompt is allocated from the acceptance and G_i measured on its samples at
+    its previous visit, row by row (before, the test only checked the allocation's total)."""
+    visits: list[dict[int, tuple[float, float]]] = []
+    real_update = RunningPromptStats.update
+
+    def record(self, row_ids, accepted, sampled, grad_norms):
+        rates = np.asarray(accepted) / np.asarray(sampled)
+        visits.append(dict(zip(row_ids, zip(rates, grad_norms, strict=True), strict=True)))
+        return real_update(self, row_ids, accepted, sampled, grad_norms)
+
+    monkeypatch.setattr(RunningPromptStats, "update", record)
     run_dir = train(
         tiny_config("o", online_stats=True, stage1_samples=0, iterations=5),
         progress=False,
@@ -112,7 +123,13 @@ def test_online_statistics_come_from_the_previous_visit(tiny_config):
     # 16 prompts, 4 per iteration: the first epoch sees every prompt once, uniformly.
     assert all(r["n_samples"] == [4, 4, 4, 4] for r in recorded[:4])
     assert all(r["accept_rate"] == [1.0] * 4 for r in recorded[:4])  # none yet: all equal
-    assert sum(recorded[4]["n_samples"]) == 16
+    assert len(visits) == 5 and all(len(v) == 4 for v in visits[:4])
+    first_epoch = {row: stats for visit in visits[:4] for row, stats in visit.items()}
+    revisit = recorded[4]
+    assert sum(revisit["n_samples"]) == 16
+    columns = zip(revisit["row_id"], revisit["accept_rate"], revisit["grad_norm"], strict=True)
+    for row_id, p, g in columns:
+        assert (p, g) == pytest.approx(first_epoch[row_id])
     with pytest.raises(ConfigError, match="stage1_samples=0"):
         tiny_config("x", online_stats=True)
 
@@ -206,12 +223,35 @@ def test_matched_allocation_follows_its_rule_with_its_weights(
         tiny_config("x", allocation="gvm-matched", dynamic_filtering=True)
 
 
-def test_weighted_raft_runs_end_to_end(tiny_config):
+def test_weighted_raft_trains_with_one_over_expected_acceptances(tiny_config, monkeypatch):
+    """The samples reaching the M-step carry 1/(n_i p_i) from the run's own n_i and p_i (scaled to
+    mean 1 over the accepted ones), and the update differs from the plain one (before, the test
+    passed if the weights were ignored)."""
+    seen = []
+    real_update = gvm_raft.trainer.update_policy
+
+    def record(config, learner, samples, *args):
+        seen.append(samples)
+        return real_update(config, learner, samples, *args)
+
+    monkeypatch.setattr(gvm_raft.trainer, "update_policy", record)
     for algorithm in ("raft", "raft++"):
-        overrides = dict(algorithm=algorithm, sample_weighting="inverse_acceptance", iterations=1)
-        metrics = metric_rows(train(tiny_config(algorithm, **overrides), progress=False))
-        assert metrics[1]["train/optimizer_steps"] >= 1
-        assert np.isfinite(metrics[1]["train/loss"])
+        seen.clear()
+        overrides = dict(algorithm=algorithm, iterations=1)
+        weighted_dir = train(
+            tiny_config(algorithm, sample_weighting="inverse_acceptance", **overrides),
+            progress=False,
+        )
+        row = allocation_rows(weighted_dir)[0]
+        n, p = np.array(row["n_samples"]), np.array(row["accept_rate"])
+        expected = np.repeat(1.0 / np.maximum(n * p, 1.0), n)
+        accepted = np.array([s.accepted for s in seen[0]])
+        expected = expected / expected[accepted].mean()
+        assert [s.weight for s in seen[0]] == pytest.approx(expected.tolist())
+        assert len(set(np.round(expected[accepted], 6))) > 1  # the weights do differ here
+        plain = metric_rows(train(tiny_config(f"{algorithm}-plain", **overrides), progress=False))
+        weighted = metric_rows(weighted_dir)
+        assert weighted[1]["train/loss"] != pytest.approx(plain[1]["train/loss"], rel=1e-6)
 
 
 def test_raft_takes_as_many_steps_as_the_whole_batch_gives(tiny_config):
