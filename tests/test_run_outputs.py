@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import parity_reward
 import pytest
+from launch import child_env, write_run_config
 from runlogs import allocation_rows
 
 from gvm_raft.cli import main
@@ -108,6 +111,17 @@ def test_an_old_runs_allocations_are_refused_by_field_name(tiny_config, capsys):
     path.write_text(json.dumps(row) + "\n")
     assert main(["stats", str(run_dir), "--out", str(run_dir / "s.jsonl")]) == 2
     assert "prompt_index and samples, now row_id and n_samples" in capsys.readouterr().err
+
+
+def test_a_cli_run_prints_no_deepspeed_warning(tiny_world, tmp_path):
+    """Before: every start printed DeepSpeed's 'Setting accelerator to CPU' (accelerate imports
+    DeepSpeed when installed), though nothing used it."""
+    config = write_run_config(tiny_world, tmp_path / "run.yaml", tmp_path / "run", "iterations: 1")
+    command = [sys.executable, "-m", "gvm_raft.cli", "train", str(config)]
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "iteration 1 |" in done.stdout
+    assert "Setting accelerator to CPU" not in done.stdout + done.stderr
 
 
 def test_the_console_has_no_checkpoint_or_loading_bars(tiny_config, capsys):

@@ -120,6 +120,8 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
         if not getattr(config, key) and part is None:
             raise ConfigError(f"{key} is required: set it in the config or as {key}=PATH")
     run_dir = Path(config.output_dir)
+    if not torch.cuda.is_available():  # DeepSpeed's own choice here, without its start-up warning
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # (accelerate imports it when installed)
     main_process = int(os.environ.get("RANK", "0")) == 0  # the engine starts later
     if main_process:
         remove_staging(run_dir)
