@@ -274,6 +274,8 @@ def test_the_harness_sets_seed_and_run_directory_over_the_config_file(tmp_path, 
     assert len(found["raft++/uniform"]) == 2
     with pytest.raises(ValueError, match="seed cannot be overridden in a comparison"):
         run_arms(arms, [0], config_file, tmp_path / "out", ["seed=3"], progress=False)
+    with pytest.raises(ValueError, match="repeat a seed"):
+        run_arms(arms, [0, 1, 0], config_file, tmp_path / "out", progress=False)
 
 
 def test_report_only_never_writes_an_empty_or_mismatched_report(tiny_overrides, tmp_path, capsys):

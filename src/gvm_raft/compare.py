@@ -143,6 +143,8 @@ def run_arms(
     comparison directory of reuse_from is linked, not trained again.
     """
     arms = list(arms)
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds {list(seeds)} repeat a seed: each seed is one paired replicate")
     owned = sorted({item.partition("=")[0].strip() for item in overrides} & COMPARE_SETTINGS)
     if owned:
         raise UserError(
