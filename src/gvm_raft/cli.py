@@ -357,7 +357,6 @@ EVAL_SETTINGS = (
     "attn_implementation",
     "seed",
 )
-DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
@@ -412,76 +411,15 @@ def _eval_config(args: argparse.Namespace) -> Any:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from gvm_raft.data import load_prompts, render_prompt
-    from gvm_raft.evaluate import benchmark_table, evaluate_benchmarks
-    from gvm_raft.models import load_tokenizer
-    from gvm_raft.rewards import close_reward, load_rewards
-    from gvm_raft.rewards.arithmetic import check_integer_answers
-    from gvm_raft.rollout.base import SamplingParams
+    from gvm_raft.evaluate import benchmark_table, evaluate_model
 
     if args.out:
         check_output_file(args.out)
-    config = _eval_config(args)
-    names = [Path(p).stem for p in args.data]
-    if len(set(names)) < len(names):
-        names = list(args.data)
-    benchmarks = {
-        name: load_prompts(path, config.prompt_column, config.answer_column)[
-            : config.eval_max_prompts
-        ]
-        for name, path in zip(names, args.data, strict=True)
-    }
-    if "arithmetic" in config.reward.split(","):
-        for path, rows in zip(args.data, benchmarks.values(), strict=True):
-            check_integer_answers([r.answer for r in rows], path)
-    tokenizer = load_tokenizer(args.model, "model")
-    rollout = _eval_rollout(args.model, config, tokenizer)
-    reward_fn = load_rewards(config.reward, config.reward_weights, config.reward_timeout)
-    try:
-        results = evaluate_benchmarks(
-            rollout,
-            benchmarks,
-            lambda problem: render_prompt(
-                tokenizer, problem, config.prompt_template, config.system_prompt
-            ),
-            reward_fn,
-            config.eval_samples,
-            SamplingParams(config.eval_temperature, config.top_p, config.max_completion_length),
-            config.seed,
-            config.eval_greedy,
-            config.accept_threshold,
-        )
-    finally:
-        close_reward(reward_fn)
+    results = evaluate_model(args.model, args.data, _eval_config(args))
     print(benchmark_table(results))
     if args.out:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     return 0
-
-
-def _eval_rollout(model_path: str, config: Any, tokenizer: Any) -> Any:
-    """The generation backend of ``gvm-raft eval``: transformers generate or a vLLM engine."""
-    import torch
-
-    from gvm_raft.config import ConfigError
-    from gvm_raft.models import load_causal_lm
-    from gvm_raft.rollout.hf import HFRollout
-
-    if config.rollout_backend == "vllm":
-        from gvm_raft.rollout.vllm import VLLMRollout, check_vllm_installed
-
-        try:
-            check_vllm_installed()
-        except ImportError as err:
-            raise ConfigError(f"rollout_backend=vllm: {err}; or use rollout_backend=hf") from None
-        return VLLMRollout(model_path, tokenizer, config.vllm_gpu_memory_utilization)
-    dtype = getattr(torch, DTYPES[config.mixed_precision])
-    model = load_causal_lm(model_path, "model", dtype, config.attn_implementation)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    return HFRollout(model, tokenizer, config.rollout_batch_size)
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from math import comb
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from gvm_raft.config import GVMConfig
 from gvm_raft.data import PromptRow
 from gvm_raft.estep import score
 from gvm_raft.rewards import RewardFn
@@ -143,3 +146,69 @@ def benchmark_table(results: dict[str, dict[str, float]]) -> str:
         values = " | ".join(f"{metrics[k]:.3f}" for k in keys)
         lines.append(f"| {name} | {int(metrics['prompts'])} | {values} |")
     return "\n".join(lines)
+
+
+DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def evaluate_model(model_path: str, data_paths: Sequence[str], config: GVMConfig) -> dict:
+    """``gvm-raft eval``: the model at model_path on each benchmark file (named by its stem, or
+    its path when two stems collide) with the config's evaluation settings; the data and the
+    reward are checked before the model loads. Returns ``evaluate_benchmarks``' results."""
+    from gvm_raft.data import load_prompts, render_prompt
+    from gvm_raft.models import load_tokenizer
+    from gvm_raft.rewards import close_reward, load_rewards
+    from gvm_raft.rewards.arithmetic import check_integer_answers
+    from gvm_raft.rollout import check_backend_available
+
+    names = [Path(p).stem for p in data_paths]
+    if len(set(names)) < len(names):
+        names = list(data_paths)
+    benchmarks = {
+        name: load_prompts(path, config.prompt_column, config.answer_column)[
+            : config.eval_max_prompts
+        ]
+        for name, path in zip(names, data_paths, strict=True)
+    }
+    if "arithmetic" in config.reward.split(","):
+        for path, rows in zip(data_paths, benchmarks.values(), strict=True):
+            check_integer_answers([r.answer for r in rows], path)
+    check_backend_available(config.rollout_backend)
+    tokenizer = load_tokenizer(model_path, "model")
+    rollout = eval_backend(model_path, config, tokenizer)
+    reward_fn = load_rewards(config.reward, config.reward_weights, config.reward_timeout)
+    try:
+        return evaluate_benchmarks(
+            rollout,
+            benchmarks,
+            lambda problem: render_prompt(
+                tokenizer, problem, config.prompt_template, config.system_prompt
+            ),
+            reward_fn,
+            config.eval_samples,
+            SamplingParams(config.eval_temperature, config.top_p, config.max_completion_length),
+            config.seed,
+            config.eval_greedy,
+            config.accept_threshold,
+        )
+    finally:
+        close_reward(reward_fn)
+
+
+def eval_backend(model_path: str, config: GVMConfig, tokenizer: Any) -> RolloutBackend:
+    """The generation backend of ``gvm-raft eval``: transformers generate (weights in the
+    dtype of mixed_precision) or a vLLM engine."""
+    import torch
+
+    from gvm_raft.models import load_causal_lm
+    from gvm_raft.rollout.hf import HFRollout
+
+    if config.rollout_backend == "vllm":
+        from gvm_raft.rollout.vllm import VLLMRollout
+
+        return VLLMRollout(model_path, tokenizer, config.vllm_gpu_memory_utilization)
+    dtype = getattr(torch, DTYPES[config.mixed_precision])
+    model = load_causal_lm(model_path, "model", dtype, config.attn_implementation)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return HFRollout(model, tokenizer, config.rollout_batch_size)

@@ -42,6 +42,7 @@ from gvm_raft.mstep import Learner
 from gvm_raft.report import COMPLETION_COLUMNS, completions_markdown
 from gvm_raft.rewards import RewardFn, close_reward, load_rewards
 from gvm_raft.rewards.arithmetic import check_integer_answers
+from gvm_raft.rollout import check_backend_available
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.seeds import Stream, stream_rng, stream_seed
@@ -129,7 +130,7 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
     if config.resume and not done and progress and main_process:
         print(f"resume=true: {run_dir} holds no checkpoint yet, so this is a new run", flush=True)
     check_engine_available()
-    check_backend_available(config)
+    check_backend_available(config.rollout_backend)
     if config.rollout_backend == "vllm" and not config.model_name_or_path:
         raise ConfigError(
             "rollout_backend=vllm starts its engine from a directory: save the model "
@@ -299,16 +300,6 @@ def trackers(log_with: str | None) -> list[str] | None:
                 f"log_with={log_with}: the {name} package is not installed (pip install {name})"
             )
     return names
-
-
-def check_backend_available(config: GVMConfig) -> None:
-    if config.rollout_backend == "vllm":
-        from gvm_raft.rollout.vllm import check_vllm_installed
-
-        try:
-            check_vllm_installed()
-        except ImportError as err:
-            raise ConfigError(f"rollout_backend=vllm: {err}; or use rollout_backend=hf") from None
 
 
 def make_backend(
