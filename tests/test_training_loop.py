@@ -146,11 +146,13 @@ def test_dynamic_filtering_keeps_informative_groups_only(tiny_config):
         assert m["filter/kept_groups"] == 4 or m["filter/rounds"] == 3
 
 
-def test_inverse_acceptance_weights_the_batch_by_one_over_expected_acceptances(tiny_config):
-    def scored(group: int, accepted: bool) -> ScoredSample:
-        sample = Sample(group, [1], [5, 6], "", [-1.0, -1.0], "stop")
-        return ScoredSample(group, sample, float(accepted), accepted)
+def scored(group: int, accepted: bool) -> ScoredSample:
+    """A two-token sample of GRPO group ``group`` with reward 1 when accepted, else 0."""
+    sample = Sample(group, [1], [5, 6], "", [-1.0, -1.0], "stop")
+    return ScoredSample(group, sample, float(accepted), accepted)
 
+
+def test_inverse_acceptance_weights_the_batch_by_one_over_expected_acceptances(tiny_config):
     groups = [
         [scored(0, True), scored(0, False)],
         [scored(1, True), scored(1, True), scored(1, False), scored(1, False)],
@@ -169,10 +171,6 @@ def test_inverse_acceptance_weights_the_batch_by_one_over_expected_acceptances(t
 
 
 def test_uniform_target_weights_the_batch_to_uniform_allocations_objective(tiny_config):
-    def scored(group: int, accepted: bool) -> ScoredSample:
-        sample = Sample(group, [1], [5, 6], "", [-1.0, -1.0], "stop")
-        return ScoredSample(group, sample, float(accepted), accepted)
-
     groups = [
         [scored(0, True), scored(0, False)],
         [scored(1, True)] + [scored(1, False)] * 5,
