@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo test test-all test-vllm lint bench convergence clean
+.PHONY: demo test test-all test-vllm lint bench convergence ship-world clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/gvm-raft demo
+
+# Rebuild the default embedded world and ship it in the package (src/gvm_raft/tasks/world/).
+ship-world: $(STAMP)
+	$(BIN)/gvm-raft prepare-demo --out runs/demo-world
+	$(BIN)/python -c "from gvm_raft.tasks.demo_world import ship_world; ship_world('runs/demo-world')"
 
 test: lint
 	$(BIN)/python -m pytest

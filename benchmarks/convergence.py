@@ -1,6 +1,7 @@
 """Convergence of GVM against uniform allocation (and Knapsack-RL, DAPO filtering, ablations).
 
-From one base model and one train/test split (the embedded world, built once), trains every
+From one base model and one train/test split (the embedded world shipped with the package, or
+--world), trains every
 arm for every seed with the same stage-2 budget, iterations and optimizer steps per iteration,
 then writes results.md (per algorithm: final/best accuracy, mean accuracy over iterations and
 its paired difference from uniform, step- and compute-matched speed-ups against uniform, each
@@ -39,7 +40,7 @@ from gvm_raft.demo import bundled_config
 from gvm_raft.tasks.demo_world import (
     DemoWorldConfig,
     format_world_report,
-    prepare_demo_world,
+    open_world,
     world_overrides,
 )
 
@@ -56,7 +57,12 @@ def comparison_dirs(roots: list[Path]) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, default=Path("runs/demo-world"))
+    parser.add_argument(
+        "--world",
+        type=Path,
+        default=None,
+        help="a world directory, built when missing (default: the world shipped with the package)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/convergence"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument(
@@ -126,10 +132,10 @@ def main() -> None:
     if args.reuse is None:
         args.reuse = [Path("runs/convergence")]
     start = time.perf_counter()
-    report = prepare_demo_world(args.world, BENCH_WORLD)
-    print(format_world_report(report, str(args.world)), flush=True)
+    world_dir, report = open_world(args.world, BENCH_WORLD)
+    print(format_world_report(report, world_dir), flush=True)
     base = bundled_config("convergence.yaml")
-    world = world_overrides(args.world)
+    world = world_overrides(world_dir)
     config = load_config(base, [*world, *args.overrides])
     names = list(ablations(config.num_generations, config.mini_batch_size))
     arms = make_arms(

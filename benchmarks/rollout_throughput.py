@@ -8,9 +8,10 @@ including eos):
 - plain batched: ``model.generate`` over the flattened requests in prompt order, same batch size,
   no log-probs;
 - per prompt: one ``model.generate(num_return_sequences=n_i)`` call per prompt (the naive loop).
-The model is the demo world's warm-started tiny Llama when --world holds one (completions stop at
-eos at varied lengths), otherwise a randomly initialised one of the same shape.
-Run: .venv/bin/python benchmarks/rollout_throughput.py [--world runs/demo-world] [--prompts 64]
+The model is the embedded world's warm-started tiny Llama (the shipped one, or --world's;
+completions stop at eos at varied lengths), or a randomly initialised one of the same shape
+when --world holds no model.
+Run: .venv/bin/python benchmarks/rollout_throughput.py [--world DIR] [--prompts 64]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.tasks.arithmetic import DEFAULT_LEVELS, format_prompt, make_problem
+from gvm_raft.tasks.demo_world import shipped_world
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
 from gvm_raft.tasks.tokenizer import build_char_tokenizer
 
@@ -91,7 +93,7 @@ def timed(fn) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, default=Path("runs/demo-world"))
+    parser.add_argument("--world", type=Path, default=shipped_world())
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--per-prompt", type=int, default=8, help="mean samples per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=96)

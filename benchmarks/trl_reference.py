@@ -39,7 +39,7 @@ from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.seeds import Stream, stream_seed
 from gvm_raft.tasks.arithmetic import format_prompt
-from gvm_raft.tasks.demo_world import format_world_report, prepare_demo_world, world_overrides
+from gvm_raft.tasks.demo_world import format_world_report, open_world, world_overrides
 
 
 def run_trl(config, world: Path, out: Path) -> list[dict]:
@@ -140,12 +140,17 @@ def run_gvm_raft(config_path: Path, overrides: list[str], run_dir: Path) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, default=Path("runs/demo-world"))
+    parser.add_argument(
+        "--world",
+        type=Path,
+        default=None,
+        help="a world directory, built when missing (default: the world shipped with the package)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/trl-reference"))
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args()
-    report = prepare_demo_world(args.world)
-    print(format_world_report(report, str(args.world)), flush=True)
+    args.world, report = open_world(args.world)
+    print(format_world_report(report, args.world), flush=True)
     base = bundled_config("demo.yaml")
     overrides = [
         *world_overrides(args.world),

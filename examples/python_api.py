@@ -3,8 +3,9 @@
 from datasets import load_dataset
 
 from gvm_raft import GVMConfig, GVMTrainer
+from gvm_raft.tasks.demo_world import shipped_world
 
-world = "runs/demo-world"  # built by `gvm-raft prepare-demo` (or `make demo`)
+world = shipped_world()  # the embedded world's model and data, shipped with the package
 data = load_dataset(
     "json",
     data_files={"train": f"{world}/data/train.jsonl", "test": f"{world}/data/test.jsonl"},

@@ -4,7 +4,6 @@ conversational datasets reach TRL-style rewards as TRL passes them, model object
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gvm_raft import GVMConfig, GVMTrainer
 from gvm_raft.errors import ConfigError
 from gvm_raft.models import load_causal_lm, load_tokenizer
 from gvm_raft.rewards import load_rewards
+from gvm_raft.tasks import demo_world
 
 ROOT = Path(__file__).parent.parent
 
@@ -27,15 +27,14 @@ def test_the_readme_example_is_the_example_script_and_runs_as_written(
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     script = (ROOT / "examples/python_api.py").read_text()
     assert block == script
-    (tmp_path / "runs").mkdir()
-    os.symlink(tiny_world, tmp_path / "runs/demo-world")
+    monkeypatch.setattr(demo_world, "shipped_world", lambda: tiny_world)
     monkeypatch.chdir(tmp_path)
     exec(compile(script, "examples/python_api.py", "exec"), {"__name__": "__main__"})
     metrics = metric_rows(tmp_path / "runs/python-api")
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
     assert metrics[1]["samples/stage1"] + metrics[1]["samples/stage2"] == 16 * 8
     saved = (tmp_path / "runs/python-api/config.yaml").read_text()
-    assert "model_name_or_path: runs/demo-world/model" in saved
+    assert f"model_name_or_path: {tiny_world / 'model'}" in saved
 
 
 def test_reward_functions_combine_with_weights_as_trl_does():

@@ -140,5 +140,8 @@ def test_resume_records_only_what_happened(tiny_config, tmp_path, capsys):
     with pytest.raises(ConfigError, match="training prompts differ from those"):
         train(tiny_config("r", train_file=str(data), iterations=3, resume=True), progress=False)
     capsys.readouterr()
-    train(tiny_config("fresh", iterations=1, resume=True))
+    (tmp_path / "empty").mkdir()
+    train(tiny_config("empty", iterations=1, resume=True))
     assert "holds no checkpoint yet, so this is a new run" in capsys.readouterr().out
+    train(tiny_config("new", iterations=1, resume=True))  # a directory that did not exist
+    assert "holds no checkpoint" not in capsys.readouterr().out

@@ -65,7 +65,7 @@ def test_report_overlays_runs(tiny_config, tmp_path, capsys):
     assert main(["report", *map(str, runs), "--out", str(out)]) == 0
     table = (out / "report.md").read_text()
     assert "uniform (uniform-RAFT++)" in table and "gvm (gvm-RAFT++)" in table
-    for name in ("accuracy_vs_iteration", "accuracy_vs_samples", "allocation_vs_accept_rate"):
+    for name in ("accuracy", "allocation_vs_accept_rate"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name}.png)" in table
     assert main(["report", str(tmp_path), "--out", str(out)]) == 2

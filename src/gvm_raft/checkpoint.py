@@ -160,8 +160,12 @@ def save_iteration(run: Run, iteration: int) -> None:
             keep=run.config.keep_checkpoints,
         )
     run.accelerator.wait_for_everyone()
-    if run.progress and run.accelerator.is_main_process:
-        print(f"  checkpoint saved in {time.perf_counter() - tic:.1f}s", flush=True)
+    seconds = time.perf_counter() - tic
+    if run.progress and run.accelerator.is_main_process and seconds > SLOW_CHECKPOINT_SECONDS:
+        print(f"  checkpoint saved in {seconds:.1f}s", flush=True)
+
+
+SLOW_CHECKPOINT_SECONDS = 5.0  # a checkpoint slower than this is named on the console
 
 
 def save_checkpoint(

@@ -317,13 +317,19 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "demo",
-        help="the embedded CPU demo: prepare the tiny world, train GVM-RAFT++, report",
-        description="Prepare the embedded world if missing, train GVM-RAFT++ on it for a few\n"
-        "iterations (configs/demo.yaml settings), evaluate, and write a report.",
+        help="the embedded CPU demo: uniform against GVM-RAFT++ on the tiny world, paired",
+        description="Train uniform allocation and GVM (configs/demo.yaml settings) from the\n"
+        "shipped tiny world's base model on the same prompts and seed, print both runs and their\n"
+        "difference, and write demo.png (accuracy curves, where GVM put its samples).",
         **_config_keys_epilog(),
     )
-    cmd.add_argument("--world", default="runs/demo-world", help="directory of the demo world")
-    cmd.add_argument("--out", default="runs/demo", help="run directory")
+    cmd.add_argument(
+        "--world",
+        default=None,
+        help="a world directory, built by prepare-demo when missing (default: the shipped world)",
+    )
+    cmd.add_argument("--out", default="runs/demo", help="directory of the two runs and the plot")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of both runs")
     cmd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     _add_quiet(cmd)
     cmd.set_defaults(handler=_run_demo)
@@ -332,7 +338,9 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from gvm_raft.demo import run_demo
 
-    run_demo(args.world, args.out, args.overrides, progress=not args.quiet)
+    summary = run_demo(args.world, args.out, args.overrides, not args.quiet, args.seed)
+    if summary:
+        print(summary)
     return 0
 
 

@@ -37,10 +37,9 @@ from gvm_raft.checkpoint import METRICS_FILE, read_allocations
 from gvm_raft.config import BOOKKEEPING_SETTINGS, GVMConfig, differing_settings, load_config
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text, read_jsonl
-from gvm_raft.report import style_accuracy_axes
+from gvm_raft.report import accuracy_panels, curves, pyplot
 from gvm_raft.trainer import train
 
-ACCURACY = "test/accuracy"
 X_AXES = {"steps": "iteration", "tokens": "tokens/cumulative"}
 
 
@@ -253,14 +252,6 @@ def targets_of(accuracy: np.ndarray) -> dict[str, float]:
     return {"best": best, "half": float(accuracy[0]) + 0.5 * (best - float(accuracy[0]))}
 
 
-def curves(runs: list[list[dict]], x_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, accuracy) arrays of shape (seeds, iterations + 1), cut to the shortest run."""
-    length = min(len(rows) for rows in runs)
-    xs = np.array([[r.get(x_key, 0.0) for r in rows[:length]] for rows in runs], dtype=float)
-    ys = np.array([[r[ACCURACY] for r in rows[:length]] for rows in runs], dtype=float)
-    return xs, ys
-
-
 def speedup(baseline: float | None, arm: float | None) -> float | None:
     """baseline cost / arm cost; None when the baseline misses; 0 when only the arm misses."""
     if baseline is None:
@@ -458,25 +449,12 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 def plot(results: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
     """Accuracy against iteration and against generated tokens: mean and min-max band over
     seeds, one figure per algorithm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
-    algorithms = sorted({label.split("/")[0] for label in results})
-    for algorithm in algorithms:
-        arms = {k: v for k, v in results.items() if k.split("/")[0] == algorithm}
+    for algorithm in sorted({label.split("/")[0] for label in results}):
+        arms = {k.split("/")[1]: v for k, v in results.items() if k.split("/")[0] == algorithm}
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for label, runs in arms.items():
-            for ax, x_key in zip(axes, ("iteration", "tokens/cumulative"), strict=True):
-                xs, ys = curves(runs, x_key)
-                x = xs.mean(0)
-                (line,) = ax.plot(x, ys.mean(0), label=label.split("/")[1], lw=1.5)
-                ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.12)
-        for ax, x_label in zip(axes, ("iteration", "generated tokens (stage 1 + 2)"), strict=True):
-            style_accuracy_axes(ax, x_label)
-        axes[0].legend(fontsize=8)
+        accuracy_panels(axes, arms)
         fig.suptitle(f"{algorithm}: mean and range over seeds")
         fig.tight_layout()
         path = out_dir / f"convergence_{algorithm.replace('+', 'p')}.png"

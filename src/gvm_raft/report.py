@@ -1,16 +1,18 @@
 """Tables and plots from run directories (metrics.jsonl, allocations.jsonl, completions.jsonl,
 config.yaml).
 
-Plots (PNG): test accuracy against iteration and against generated samples (stage 1 + 2), runs
-overlaid; sample allocation against acceptance rate in each run's last iteration. Examples of
+Plots (PNG): test accuracy against iteration and against generated tokens (stage 1 + 2), runs
+overlaid; sample allocation against acceptance rate over each run's iterations. Examples of
 completions from each run's first, middle and last logged iteration.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from gvm_raft.checkpoint import COMPLETIONS_FILE, METRICS_FILE, read_allocations
@@ -19,11 +21,15 @@ from gvm_raft.fileio import atomic_write_text, read_jsonl
 
 
 def run_label(run_dir: Path) -> str:
+    """ "name (allocation-ALGORITHM)"; a comparison's seed-s directory is named with its arm."""
     config_path = run_dir / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
     algorithm = config.get("algorithm", "?").upper()
     allocation = config.get("allocation", "?")
-    return f"{run_dir.name} ({allocation}-{algorithm})"
+    name = run_dir.name
+    if name.startswith("seed-"):
+        name = f"{run_dir.parent.name} {name}"
+    return f"{name} ({allocation}-{algorithm})"
 
 
 def summary_table(run_dirs: list[Path]) -> str:
@@ -53,7 +59,8 @@ def summary_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (PNG files, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,45 +82,97 @@ def style_accuracy_axes(ax: Any, x_label: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_accuracy(run_dirs: list[Path], out: Path) -> list[Path]:
-    plt = _pyplot()
-    written = []
-    for x_key, x_label, name in [
-        ("iteration", "iteration", "accuracy_vs_iteration.png"),
-        ("samples/cumulative", "generated samples (stage 1 + 2)", "accuracy_vs_samples.png"),
-    ]:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for run_dir in run_dirs:
-            rows = [r for r in read_jsonl(run_dir / METRICS_FILE) if "test/accuracy" in r]
-            xs = [r.get(x_key, 0) for r in rows]
-            ax.plot(xs, [r["test/accuracy"] for r in rows], marker="o", label=run_label(run_dir))
+ACCURACY = "test/accuracy"
+# The x axes of accuracy curves: metric key and axis label.
+CURVE_AXES = (("iteration", "iteration"), ("tokens/cumulative", "generated tokens (stage 1 + 2)"))
+
+
+def curves(runs: list[list[dict]], x_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, accuracy) arrays of shape (runs, evaluations) from the evaluated metric rows of each
+    run (rows without a test accuracy left out), cut to the shortest run."""
+    evaluated = [[r for r in rows if ACCURACY in r] for rows in runs]
+    length = min(len(rows) for rows in evaluated)
+    xs = np.array([[r.get(x_key, 0.0) for r in rows[:length]] for rows in evaluated], dtype=float)
+    ys = np.array([[r[ACCURACY] for r in rows[:length]] for rows in evaluated], dtype=float)
+    return xs, ys
+
+
+def accuracy_panels(axes: Sequence[Any], results: dict[str, list[list[dict]]]) -> None:
+    """Test accuracy against iteration (axes[0]) and generated tokens (axes[1]): per label of
+    ``results`` (label -> the metric rows of each of its runs) the mean curve over its runs and,
+    for several runs, their min-max band."""
+    for label, runs in results.items():
+        for ax, (x_key, _) in zip(axes, CURVE_AXES, strict=True):
+            xs, ys = curves(runs, x_key)
+            x = xs.mean(0)
+            (line,) = ax.plot(x, ys.mean(0), label=label, lw=1.5, marker="o", ms=3)
+            if len(runs) > 1:
+                ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.12)
+    for ax, (_, x_label) in zip(axes, CURVE_AXES, strict=True):
         style_accuracy_axes(ax, x_label)
+    axes[0].legend(fontsize=8)
+
+
+def allocation_panel(ax: Any, run_dir: Path, uniform_size: int | None = None) -> bool:
+    """Samples n_i against the estimated acceptance rate p_i over every iteration of a run
+    (allocations.jsonl), coloured by the gradient norm G_i, with uniform's n per prompt as a
+    line; False when the run logged no allocation."""
+    rows = read_allocations(run_dir)
+    if not rows:
+        return False
+    accept = [p for row in rows for p in row["accept_rate"]]
+    sizes = [n for row in rows for n in row["n_samples"]]
+    norms = [g for row in rows for g in row["grad_norm"]]
+    points = ax.scatter(accept, sizes, c=norms, cmap="viridis", s=10, alpha=0.6)
+    ax.figure.colorbar(points, ax=ax, label="gradient norm G_i")
+    if uniform_size is not None:
+        ax.axhline(uniform_size, color="grey", ls="--", lw=1, label=f"uniform: {uniform_size}")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
-        written.append(out / name)
-    return written
+    ax.set_xlabel("acceptance rate p_i (stage 1)")
+    ax.set_ylabel("samples n_i")
+    ax.set_title(f"where {run_label(run_dir)} put its samples", fontsize=9)
+    ax.grid(alpha=0.3)
+    return True
+
+
+def plot_accuracy(run_dirs: list[Path], out: Path) -> Path:
+    """accuracy.png: the runs' accuracy curves overlaid, against iteration and tokens."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    accuracy_panels(axes, {run_label(d): [read_jsonl(d / METRICS_FILE)] for d in run_dirs})
+    fig.tight_layout()
+    path = out / "accuracy.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
-    plt = _pyplot()
-    runs = [(d, read_allocations(d)) for d in run_dirs]
-    runs = [(d, rows[-1]) for d, rows in runs if rows]
-    if not runs:
+    """allocation_vs_accept_rate.png: one allocation panel per run that logged allocations."""
+    plt = pyplot()
+    logged = [d for d in run_dirs if read_allocations(d)]
+    if not logged:
         return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
-    for ax, (run_dir, last) in zip(axes[0], runs, strict=True):
-        points = ax.scatter(
-            last["accept_rate"], last["n_samples"], c=last["grad_norm"], cmap="viridis", s=18
-        )
-        fig.colorbar(points, ax=ax, label="gradient norm G_i")
-        ax.set_xlabel("acceptance rate p_i (stage 1)")
-        ax.set_ylabel("samples n_i")
-        ax.set_title(f"{run_label(run_dir)}, iteration {last['iteration']}", fontsize=9)
-        ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(logged), figsize=(5 * len(logged), 4), squeeze=False)
+    for ax, run_dir in zip(axes[0], logged, strict=True):
+        allocation_panel(ax, run_dir)
     fig.tight_layout()
     path = out / "allocation_vs_accept_rate.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(
+    results: dict[str, list[list[dict]]], allocated: Path, uniform_size: int, path: Path
+) -> Path:
+    """One PNG: the arms' accuracy against iteration and against generated tokens, and where
+    the run ``allocated`` put its samples."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    accuracy_panels(axes[:2], results)
+    allocation_panel(axes[2], allocated, uniform_size)
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -162,7 +221,7 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     returns the summary table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = summary_table(run_dirs)
-    images = plot_accuracy(run_dirs, out_dir)
+    images = [plot_accuracy(run_dirs, out_dir)]
     allocation = plot_allocation(run_dirs, out_dir)
     if allocation is not None:
         images.append(allocation)

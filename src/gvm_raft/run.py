@@ -124,10 +124,11 @@ def setup(config: GVMConfig, progress: bool, inputs: Inputs | None = None) -> Ru
     if not torch.cuda.is_available():  # DeepSpeed's own choice here, without its start-up warning
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # (accelerate imports it when installed)
     main_process = int(os.environ.get("RANK", "0")) == 0  # the engine starts later
+    existed = run_dir.exists()
     if main_process:
         remove_staging(run_dir)
     done = check_resumable(config, run_dir)
-    if config.resume and not done and progress and main_process:
+    if config.resume and existed and not done and progress and main_process:
         print(f"resume=true: {run_dir} holds no checkpoint yet, so this is a new run", flush=True)
     check_engine_available()
     check_backend_available(config.rollout_backend)

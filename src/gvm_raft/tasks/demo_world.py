@@ -16,6 +16,12 @@ probability 0.2 and carry the wrong value on, so at temperature 1 it slips too. 
 and falls with the chain length (2 to 8 steps: acceptance rates spread over (0, 1) and differ by
 level) while pass@k reaches nearly 1: RL sharpens pass@1 towards it, and since the slips are one
 habit shared by every problem, the gain carries over to held-out prompts.
+
+The world is deterministic on one machine, not across processors (the warm start's floating
+point differs), so the package ships the default world built once (``shipped_world()``: the
+files of SHIPPED_FILES, without the 6.8 MB of warm-start demonstrations, which the seed
+regenerates on any machine): ``gvm-raft demo`` and the benchmarks start from the same weights
+everywhere, and ``prepare_demo_world`` still builds one from scratch.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +169,53 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "world.json", json.dumps(_as_json(config), indent=2) + "\n")
     return report
+
+
+# The files of a world that the package ships: all that a run reads, and the build's record.
+SHIPPED_FILES = (
+    "world.json",
+    "report.json",
+    "data/train.jsonl",
+    "data/test.jsonl",
+    "model/config.json",
+    "model/generation_config.json",
+    "model/model.safetensors",
+    "model/tokenizer.json",
+    "model/tokenizer_config.json",
+)
+
+
+def shipped_world() -> Path:
+    """The default world (DemoWorldConfig()) as the package ships it: built once by
+    ``make ship-world`` and read in place."""
+    return Path(str(resources.files("gvm_raft.tasks") / "world"))
+
+
+def open_world(
+    world_dir: str | Path | None, config: DemoWorldConfig | None = None, progress: bool = True
+) -> tuple[Path, dict]:
+    """A world's directory and report: the shipped world for None; else the world of
+    ``config`` built (or reused) in ``world_dir``, or, without a config, the complete world
+    already there (whatever it was built from) or the default one built there."""
+    if world_dir is None:
+        world_dir = shipped_world()
+    elif config is not None or _built_from(Path(world_dir)) is None:
+        return Path(world_dir), prepare_demo_world(world_dir, config, progress=progress)
+    world = Path(world_dir)
+    return world, json.loads((world / "report.json").read_text()) | {"cached": True}
+
+
+def ship_world(world_dir: str | Path, destination: str | Path | None = None) -> Path:
+    """Copy a built default world's SHIPPED_FILES into the package (``shipped_world()``);
+    refuses a world built from any other config."""
+    world = Path(world_dir)
+    if _built_from(world) != _as_json(DemoWorldConfig()):
+        raise ValueError(f"{world} is not a complete world of the default DemoWorldConfig()")
+    target = Path(destination) if destination is not None else shipped_world()
+    for name in SHIPPED_FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(world / name, target / name)
+    return target
 
 
 def world_overrides(out_dir: str | Path) -> list[str]:
