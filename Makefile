@@ -3,15 +3,22 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 VLLM_VENV ?= .venv-vllm
 
 .PHONY: demo test test-all test-vllm lint bench convergence ship-world clean
 
+# The package and its runtime dependencies (enough for the demo and the benchmarks), then the
+# test and lint tools on top.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[cpu]"
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
+	touch $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/gvm-raft demo
@@ -27,7 +34,7 @@ test: lint
 test-all: lint
 	$(BIN)/python -m pytest -m ""
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 

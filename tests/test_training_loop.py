@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
 from gvm_raft.config import ConfigError
+from gvm_raft.data import prompt_batch
 from gvm_raft.estep import ScoredSample
 from gvm_raft.estimators import uniform_target_weights
 from gvm_raft.mstep import advantages_for, mini_batches
@@ -26,7 +27,6 @@ from gvm_raft.stats import PromptStats, RunningPromptStats
 from gvm_raft.trainer import (
     draw_prompts,
     old_log_probs_for,
-    prompt_batch,
     restart_like_the_reference,
     run_iteration,
     sample,

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from gvm_raft.errors import ConfigError, DataError, LogFileError
 from gvm_raft.fileio import read_jsonl
 from gvm_raft.rewards.boxed import last_boxed
+from gvm_raft.seeds import Stream, stream_rng
 
 
 @dataclass(frozen=True)
@@ -203,3 +205,35 @@ def render_prompt(
             "prompt_template must be auto, chat, plain or a format string with {problem}"
         )
     return template.replace("{problem}", problem)
+
+
+def prompt_batch(num_rows: int, per_iteration: int, seed: int, iteration: int) -> list[int]:
+    """Positions of an iteration's prompts: consecutive slices of the stream of per-epoch seeded
+    permutations, so every epoch visits each prompt once. A batch that spans an epoch boundary
+    never holds a prompt twice (see ``epoch_order``)."""
+    start = (iteration - 1) * per_iteration
+    positions: list[int] = []
+    while len(positions) < per_iteration:
+        epoch, offset = divmod(start + len(positions), num_rows)
+        order = epoch_order(num_rows, per_iteration, seed, epoch)
+        take = min(per_iteration - len(positions), num_rows - offset)
+        positions.extend(order[offset : offset + take].tolist())
+    return positions
+
+
+def epoch_order(num_rows: int, per_iteration: int, seed: int, epoch: int) -> np.ndarray:
+    """The seeded permutation of ``epoch``, except that the boundary batch (the one spanning
+    the end of the previous epoch) takes from this epoch only prompts it does not already hold:
+    the first such prompts in the permutation's order, the others keeping theirs after them.
+    Needs num_rows >= per_iteration; when num_rows is a multiple of it no batch spans epochs
+    and every order is the plain seeded permutation."""
+    order = stream_rng(seed, Stream.PROMPT_ORDER, 0).permutation(num_rows)
+    for current in range(1, epoch + 1):
+        tail = (current * num_rows) % per_iteration  # the boundary batch's share of epoch-1
+        closing = order[num_rows - tail :]
+        order = stream_rng(seed, Stream.PROMPT_ORDER, current).permutation(num_rows)
+        if tail:
+            head = np.zeros(num_rows, dtype=bool)
+            head[np.flatnonzero(~np.isin(order, closing))[: per_iteration - tail]] = True
+            order = np.concatenate([order[head], order[~head]])
+    return order

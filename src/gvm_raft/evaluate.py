@@ -8,6 +8,7 @@ whitespace-normalised; ties go to the first seen) and scores that sample.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from math import comb
@@ -18,10 +19,13 @@ import numpy as np
 
 from gvm_raft.config import GVMConfig
 from gvm_raft.data import PromptRow
+from gvm_raft.distributed import contiguous_share, gather_all
 from gvm_raft.estep import score
 from gvm_raft.rewards import RewardFn
 from gvm_raft.rewards.boxed import last_boxed
 from gvm_raft.rollout.base import RolloutBackend, SamplingParams
+from gvm_raft.run import Run, render
+from gvm_raft.seeds import Stream, stream_seed
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -212,3 +216,43 @@ def eval_backend(model_path: str, config: GVMConfig, tokenizer: Any) -> RolloutB
     if torch.cuda.is_available():
         model = model.cuda()
     return HFRollout(model, tokenizer, config.rollout_batch_size)
+
+
+def evaluate_policy(run: Run) -> dict[str, float]:
+    """A training run's test metrics; the test prompts are split across processes and the
+    means recombined."""
+    config = run.config
+    if not run.test_rows:
+        return {}
+    tic = time.perf_counter()
+    rows = run.test_rows[: config.eval_max_prompts]
+    share = contiguous_share(
+        len(rows), run.accelerator.process_index, run.accelerator.num_processes
+    )
+    params = SamplingParams(config.eval_temperature, 1.0, config.max_completion_length)
+    mine = [rows[i] for i in share]
+    local = (
+        evaluate(
+            run.backend,
+            mine,
+            [render(run, r) for r in mine],
+            run.reward_fn,
+            config.eval_samples,
+            params,
+            stream_seed(config.seed, Stream.EVALUATION, run.accelerator.process_index),
+            config.eval_greedy,
+            config.accept_threshold,
+        )
+        if mine
+        else {}
+    )
+    parts = [(n, m) for n, m in gather_all(run.accelerator, (len(mine), local)) if n]
+    total = sum(n for n, _ in parts)
+    metrics = {key: sum(n * m[key] for n, m in parts) / total for key in parts[0][1]}
+    if "accuracy_se" in metrics:
+        metrics["accuracy_se"] = combined_standard_error(
+            [m["accuracy_se"] for _, m in parts], [n for n, _ in parts]
+        )
+    return {f"test/{key}": value for key, value in metrics.items()} | {
+        "time/eval": time.perf_counter() - tic
+    }

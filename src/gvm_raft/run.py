@@ -28,7 +28,7 @@ from gvm_raft.checkpoint import (
     remove_staging,
 )
 from gvm_raft.config import ConfigError, GVMConfig, save_config
-from gvm_raft.data import PromptRow, load_prompts
+from gvm_raft.data import PromptRow, load_prompts, render_prompt
 from gvm_raft.estep import ScoredSample
 from gvm_raft.fileio import append_jsonl
 from gvm_raft.models import (
@@ -435,3 +435,10 @@ def send_completions(accelerator: Accelerator, records: list[dict], step: int) -
             ]
             table = wandb.Table(columns=list(COMPLETION_COLUMNS), data=rows)
             tracker.log({"completions": table}, step=step)
+
+
+def render(run: Run, row: PromptRow) -> str:
+    """A prompt row as the policy sees it: through the configured template."""
+    return render_prompt(
+        run.tokenizer, row.problem, run.config.prompt_template, run.config.system_prompt
+    )

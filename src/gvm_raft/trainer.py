@@ -17,17 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.allocation import Allocation, allocate, allocation_summary
+from gvm_raft.allocation import Allocation, allocate
 from gvm_raft.checkpoint import resume_point, save_iteration
 from gvm_raft.config import GVMConfig
-from gvm_raft.data import PromptRow, render_prompt
+from gvm_raft.data import PromptRow, prompt_batch
 from gvm_raft.distributed import (
     check_identical,
-    contiguous_share,
-    gather_all,
-    lpt_assign,
     run_shared,
-    worker_loads,
 )
 from gvm_raft.errors import NonFiniteError
 from gvm_raft.estep import (
@@ -38,7 +34,14 @@ from gvm_raft.estep import (
     with_old_log_probs,
 )
 from gvm_raft.estimators import inverse_acceptance_weights, uniform_target_weights
-from gvm_raft.evaluate import combined_standard_error, evaluate
+from gvm_raft.evaluate import evaluate_policy
+from gvm_raft.metrics import (
+    allocation_metrics,
+    device_memory_metrics,
+    generation_counts,
+    process_load_metrics,
+    sample_metrics,
+)
 from gvm_raft.mstep import update_policy
 from gvm_raft.rewards import close_reward, reward_name
 from gvm_raft.rollout.base import SamplingParams
@@ -48,6 +51,7 @@ from gvm_raft.run import (
     log,
     record_allocation,
     record_completions,
+    render,
     setup,
     sync_policy,
 )
@@ -117,14 +121,18 @@ def run_iteration(run: Run, iteration: int) -> dict:
     # Record
     record_allocation(run, iteration, batch.rows, estimates, n_samples, allocation.fallback)
     record_completions(run, iteration, batch.rows, groups, estimates)
+    for key, count in generation_counts(stage1, stage2 + refills).items():
+        run.totals[key] += count
+    checks = getattr(run.reward_fn, "counts", {})  # a verifier's checks so far (reward=math)
     return (
         {"iteration": iteration, "epoch": ((iteration - 1) * batch.size) // len(run.train_rows)}
-        | sample_metrics(run, stage1, stage2 + refills, kept)
+        | sample_metrics(stage1, stage2 + refills, kept, run.totals, checks)
         | allocation_metrics(n_samples, stage2_n_samples, estimates, allocation.fallback)
         | filtering
-        | process_load_metrics(run, stage2_n_samples)
+        | process_load_metrics(stage2_n_samples, run.accelerator.num_processes)
         | {f"train/{key}": value for key, value in update.items()}
         | evaluation
+        | device_memory_metrics()
         | timer.laps
     )
 
@@ -405,146 +413,6 @@ def check_finite_rewards(run: Run, batch: PromptBatch, groups: list[list[ScoredS
                     f"{sample.sample.text[:80]!r}): rewards must be finite numbers, or None for "
                     "no reward"
                 )
-
-
-def sample_metrics(run: Run, stage1: list, stage2: list, groups: list) -> dict[str, float]:
-    """Rewards, acceptance and generation counts (samples and tokens, stage 1 and 2)."""
-    out: dict[str, float] = {}
-    for name, stage in (("stage1", stage1), ("stage2", stage2)):
-        flat = [s for g in stage for s in g]
-        out[f"samples/{name}"] = len(flat)
-        out[f"tokens/{name}"] = sum(len(s.sample.token_ids) for s in flat)
-        out[f"{name}/accept_rate"] = float(np.mean([s.accepted for s in flat])) if flat else 0.0
-        run.totals[f"samples/{name}"] += out[f"samples/{name}"]
-        run.totals[f"tokens/{name}"] += out[f"tokens/{name}"]
-    checks = getattr(run.reward_fn, "counts", {})  # a verifier's checks so far (reward=math)
-    out |= {f"reward/{key}": value for key, value in checks.items()}
-    flat = [s for g in groups for s in g]
-    rewards = [s.reward for s in flat]
-    zero_std = [len(g) > 0 and len({s.reward for s in g}) == 1 for g in groups]
-    return out | {
-        "train/reward_mean": float(np.mean(rewards)) if rewards else 0.0,
-        "train/accept_rate": float(np.mean([s.accepted for s in flat])) if flat else 0.0,
-        "train/samples": len(flat),
-        "train/truncated_fraction": float(
-            np.mean([s.sample.finish_reason == "length" for s in flat])
-        )
-        if flat
-        else 0.0,
-        "frac_reward_zero_std": float(np.mean(zero_std)),
-        "samples/cumulative": run.totals["samples/stage1"] + run.totals["samples/stage2"],
-        "tokens/cumulative": run.totals["tokens/stage1"] + run.totals["tokens/stage2"],
-    }
-
-
-def allocation_metrics(
-    n_samples: np.ndarray,
-    stage2_n_samples: np.ndarray,
-    estimates: PromptStats,
-    fallback: str | None,
-) -> dict[str, float]:
-    """Spread of the batch's samples per prompt and its estimated gradient variance vs
-    uniform; whether the strategy fell back to uniform."""
-    summary = allocation_summary(n_samples, estimates.grad_norms, estimates.accept_rates)
-    return {
-        "allocation/min": summary["min"],
-        "allocation/median": summary["median"],
-        "allocation/max": summary["max"],
-        "allocation/gini": summary["gini"],
-        "allocation/prompts_without_stage2": int((stage2_n_samples == 0).sum()),
-        "allocation/variance": summary["variance"],
-        "allocation/variance_uniform": summary["variance_uniform"],
-        "allocation/variance_ratio": summary["variance_ratio"],
-        "allocation/fallback": int(fallback is not None),
-    }
-
-
-def process_load_metrics(run: Run, stage2_n_samples: np.ndarray) -> dict[str, float]:
-    """Stage-2 samples of the busiest and idlest process (requests balanced by LPT)."""
-    world = run.accelerator.num_processes
-    loads = stage2_n_samples.tolist()
-    process_loads = worker_loads(loads, lpt_assign(loads, world), world)
-    return {
-        "stage2/max_process_samples": max(process_loads),
-        "stage2/min_process_samples": min(process_loads),
-    }
-
-
-def evaluate_policy(run: Run) -> dict[str, float]:
-    """Test metrics; the test prompts are split across processes and the means recombined."""
-    config = run.config
-    if not run.test_rows:
-        return {}
-    tic = time.perf_counter()
-    rows = run.test_rows[: config.eval_max_prompts]
-    share = contiguous_share(
-        len(rows), run.accelerator.process_index, run.accelerator.num_processes
-    )
-    params = SamplingParams(config.eval_temperature, 1.0, config.max_completion_length)
-    mine = [rows[i] for i in share]
-    local = (
-        evaluate(
-            run.backend,
-            mine,
-            [render(run, r) for r in mine],
-            run.reward_fn,
-            config.eval_samples,
-            params,
-            stream_seed(config.seed, Stream.EVALUATION, run.accelerator.process_index),
-            config.eval_greedy,
-            config.accept_threshold,
-        )
-        if mine
-        else {}
-    )
-    parts = [(n, m) for n, m in gather_all(run.accelerator, (len(mine), local)) if n]
-    total = sum(n for n, _ in parts)
-    metrics = {key: sum(n * m[key] for n, m in parts) / total for key in parts[0][1]}
-    if "accuracy_se" in metrics:
-        metrics["accuracy_se"] = combined_standard_error(
-            [m["accuracy_se"] for _, m in parts], [n for n, _ in parts]
-        )
-    return {f"test/{key}": value for key, value in metrics.items()} | {
-        "time/eval": time.perf_counter() - tic
-    }
-
-
-def prompt_batch(num_rows: int, per_iteration: int, seed: int, iteration: int) -> list[int]:
-    """Positions of an iteration's prompts: consecutive slices of the stream of per-epoch seeded
-    permutations, so every epoch visits each prompt once. A batch that spans an epoch boundary
-    never holds a prompt twice (see ``epoch_order``)."""
-    start = (iteration - 1) * per_iteration
-    positions: list[int] = []
-    while len(positions) < per_iteration:
-        epoch, offset = divmod(start + len(positions), num_rows)
-        order = epoch_order(num_rows, per_iteration, seed, epoch)
-        take = min(per_iteration - len(positions), num_rows - offset)
-        positions.extend(order[offset : offset + take].tolist())
-    return positions
-
-
-def epoch_order(num_rows: int, per_iteration: int, seed: int, epoch: int) -> np.ndarray:
-    """The seeded permutation of ``epoch``, except that the boundary batch (the one spanning
-    the end of the previous epoch) takes from this epoch only prompts it does not already hold:
-    the first such prompts in the permutation's order, the others keeping theirs after them.
-    Needs num_rows >= per_iteration; when num_rows is a multiple of it no batch spans epochs
-    and every order is the plain seeded permutation."""
-    order = stream_rng(seed, Stream.PROMPT_ORDER, 0).permutation(num_rows)
-    for current in range(1, epoch + 1):
-        tail = (current * num_rows) % per_iteration  # the boundary batch's share of epoch-1
-        closing = order[num_rows - tail :]
-        order = stream_rng(seed, Stream.PROMPT_ORDER, current).permutation(num_rows)
-        if tail:
-            head = np.zeros(num_rows, dtype=bool)
-            head[np.flatnonzero(~np.isin(order, closing))[: per_iteration - tail]] = True
-            order = np.concatenate([order[head], order[~head]])
-    return order
-
-
-def render(run: Run, row: PromptRow) -> str:
-    return render_prompt(
-        run.tokenizer, row.problem, run.config.prompt_template, run.config.system_prompt
-    )
 
 
 class Timer:
