@@ -103,16 +103,6 @@ def test_exported_stats_reproduce_the_runs_allocation(tiny_config, tmp_path, cap
     assert main(["stats", str(run_dir), "--iteration", "7", "--out", str(stats)]) == 2
 
 
-def test_an_old_runs_allocations_are_refused_by_field_name(tiny_config, capsys):
-    run_dir = train(tiny_config(iterations=1), progress=False)
-    path = run_dir / "allocations.jsonl"
-    row = json.loads(path.read_text())
-    row["prompt_index"], row["samples"] = row.pop("row_id"), row.pop("n_samples")
-    path.write_text(json.dumps(row) + "\n")
-    assert main(["stats", str(run_dir), "--out", str(run_dir / "s.jsonl")]) == 2
-    assert "prompt_index and samples, now row_id and n_samples" in capsys.readouterr().err
-
-
 def test_a_cli_run_prints_no_deepspeed_warning(tiny_world, tmp_path):
     """Before: every start printed DeepSpeed's 'Setting accelerator to CPU' (accelerate imports
     DeepSpeed when installed), though nothing used it."""

@@ -1,8 +1,5 @@
-"""Checkpoints and resume: a run directory is enough to continue a run.
+"""Checkpoints and resume: a run directory (rundir.py) is enough to continue a run.
 
-A run directory holds ``config.yaml``, ``metrics.jsonl`` (one row per iteration),
-``allocations.jsonl`` (per-prompt statistics and samples per iteration),
-``completions.jsonl`` (a sample of what the model wrote) and ``checkpoints/``.
 Checkpoint layout: ``checkpoints/iteration-000003/`` holding ``model/`` (save_pretrained:
 safetensors plus the tokenizer), ``optimizer.pt`` (whole, keyed by parameter name),
 ``scheduler.pt`` and ``trainer_state.json``; ``checkpoints/latest`` names the newest. A
@@ -19,47 +16,20 @@ import hashlib
 import json
 import pickle
 import shutil
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from gvm_raft.config import ConfigError, GVMConfig, check_resume_matches, load_config
+from gvm_raft.config import ConfigError, GVMConfig, check_resume_matches
 from gvm_raft.data import PromptRow
-from gvm_raft.errors import UserError
-from gvm_raft.fileio import atomic_write_text, building_dir, read_jsonl, write_jsonl
+from gvm_raft.fileio import atomic_write_text, building_dir
 from gvm_raft.models import no_progress_bars
-from gvm_raft.sharding import (
-    load_engine_state,
-    load_optimizer_state,
-    optimizer_state,
-    save_engine_state,
-    uses_deepspeed,
-)
-
-if TYPE_CHECKING:
-    from gvm_raft.run import Run
+from gvm_raft.rundir import TRAIN_DATA_FILE, checkpoints_dir, read_config
 
 STATE_FILE = "trainer_state.json"
-METRICS_FILE = "metrics.jsonl"
-ALLOCATIONS_FILE = "allocations.jsonl"
-COMPLETIONS_FILE = "completions.jsonl"
-TRAIN_DATA_FILE = "train_data.json"
-
-
-def read_allocations(run_dir: Path) -> list[dict]:
-    """The rows of a run's allocations.jsonl ([] if none); a run written before the fields were
-    renamed (prompt_index -> row_id, samples -> n_samples) is refused by name."""
-    rows = read_jsonl(run_dir / ALLOCATIONS_FILE)
-    if rows and "n_samples" not in rows[0]:
-        raise UserError(
-            f"{run_dir / ALLOCATIONS_FILE} was written by an older gvm-raft (fields prompt_index "
-            "and samples, now row_id and n_samples): rename them in the file, or rerun"
-        )
-    return rows
 
 
 def check_resumable(config: GVMConfig, run_dir: Path) -> int:
@@ -74,7 +44,7 @@ def check_resumable(config: GVMConfig, run_dir: Path) -> int:
             f"{run_dir} already holds a run: pass resume=true to continue it, or choose another "
             "output_dir"
         )
-    check_resume_matches(load_config(run_dir / "config.yaml"), config, run_dir)
+    check_resume_matches(read_config(run_dir), config, run_dir)
     done = int(load_state(checkpoint)["iteration"])
     if config.iterations < done:
         raise ConfigError(
@@ -107,67 +77,6 @@ def check_training_data(
         atomic_write_text(path, json.dumps({"rows": len(rows), "sha256": digest}) + "\n")
 
 
-def resume_point(run: Run) -> int:
-    """Restore the latest checkpoint's optimizer, statistics and counters; its iteration or 0.
-
-    Metric rows beyond the checkpoint (written before a kill) are dropped; they are recomputed.
-    """
-    checkpoint = latest_checkpoint(run.run_dir) if run.config.resume else None
-    iteration = 0
-    if checkpoint is not None:
-        state = load_state(checkpoint)
-        iteration = int(state["iteration"])
-        if uses_deepspeed(run.accelerator):
-            load_engine_state(
-                run.model,
-                engine_state_dir(run.run_dir, iteration),
-                run.accelerator.num_processes,
-            )
-        else:
-            load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
-        load_scheduler(checkpoint, run.scheduler)
-        run.stats.load_state_dict(state["stats"])
-        run.totals.update(state["totals"])
-    if run.accelerator.is_main_process:
-        for name in (METRICS_FILE, ALLOCATIONS_FILE, COMPLETIONS_FILE):
-            path = run.run_dir / name
-            if not path.exists():
-                continue
-            rows = read_jsonl(path, drop_torn_tail=True)
-            write_jsonl(path, [r for r in rows if checkpoint and r["iteration"] <= iteration])
-    run.accelerator.wait_for_everyone()
-    return iteration
-
-
-def save_iteration(run: Run, iteration: int) -> None:
-    """Checkpoint the run after ``iteration``: policy, optimizer (or DeepSpeed engine) state,
-    schedule, prompt statistics and sample counters."""
-    tic = time.perf_counter()
-    optimizer = None
-    if uses_deepspeed(run.accelerator):
-        save_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
-    else:
-        optimizer = optimizer_state(run.model, run.optimizer)
-    if run.accelerator.is_main_process:
-        save_checkpoint(
-            run.run_dir,
-            iteration,
-            run.policy,
-            run.tokenizer,
-            optimizer,
-            run.scheduler,
-            {"stats": run.stats.state_dict(), "totals": run.totals},
-            keep=run.config.keep_checkpoints,
-        )
-    run.accelerator.wait_for_everyone()
-    seconds = time.perf_counter() - tic
-    if run.progress and run.accelerator.is_main_process and seconds > SLOW_CHECKPOINT_SECONDS:
-        print(f"  checkpoint saved in {seconds:.1f}s", flush=True)
-
-
-SLOW_CHECKPOINT_SECONDS = 5.0  # a checkpoint slower than this is named on the console
-
-
 def save_checkpoint(
     run_dir: Path,
     iteration: int,
@@ -180,7 +89,7 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``iteration`` atomically (optimizer: the whole state keyed by parameter
     name, None under DeepSpeed), point ``latest`` at it and prune to the ``keep`` newest."""
-    root = run_dir / "checkpoints"
+    root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iteration-{iteration:06d}"
     try:
@@ -206,7 +115,7 @@ def save_checkpoint(
 def engine_state_dir(run_dir: Path, iteration: int) -> Path:
     """Where a DeepSpeed run keeps iteration's engine state (written by every process before
     the checkpoint itself, pruned with it)."""
-    return run_dir / "checkpoints" / f"deepspeed-{iteration:06d}"
+    return checkpoints_dir(run_dir) / f"deepspeed-{iteration:06d}"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -216,7 +125,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     complete one is used instead, with a warning; if there is none, the run is refused rather
     than silently restarted from scratch over its logs.
     """
-    root = run_dir / "checkpoints"
+    root = checkpoints_dir(run_dir)
     pointer = root / "latest"
     if not pointer.exists():
         return None
@@ -241,7 +150,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def remove_staging(run_dir: Path) -> None:
     """Delete the staging directories of checkpoint writes that were killed (``.iteration-*``):
     each may hold a whole model and optimizer state."""
-    for staging in (run_dir / "checkpoints").glob(".iteration-*"):
+    for staging in (checkpoints_dir(run_dir)).glob(".iteration-*"):
         shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -8,7 +8,7 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import gc
+import inspect
 import json
 import os
 import sys
@@ -16,12 +16,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from gvm_raft import allocation, estimators
+from gvm_raft import allocation
 from gvm_raft.errors import UserError, VerifierError
 from gvm_raft.fileio import atomic_write_text, check_output_file
-from gvm_raft.stats import PromptStats, read_prompt_stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,32 +30,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, VerifierError, OSError) as err:
         print(f"gvm-raft {args.command}: error: {err}", file=sys.stderr)
         return 2
-    if _leave_process_group():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)  # see _leave_process_group
+    if "torch.distributed" in sys.modules:  # a command that loaded torch may be in a group
+        from gvm_raft.distributed import leave_process_group
+
+        if leave_process_group():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)  # see leave_process_group
     return status
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """A warning as the CLI prints it: the message, not the source line that raised it."""
-    return f"warning: {message}\n"
-
-
-def _leave_process_group() -> bool:
-    """Under torchrun / accelerate launch: free what still references collectives, wait for
-    every process, then close the group, so no process exits while another still talks to it.
-    True when it did: the caller then exits without interpreter finalization, during which
-    Gloo's worker threads can abort a process whose work is done ("terminate called without an
-    active exception", seen on CPU under FSDP2; pytorch/pytorch#179291)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return False
-    gc.collect()
-    dist.barrier()
-    dist.destroy_process_group()
-    return True
+    return f"warning: {message}\n"  # the message, not the source line that raised it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(commands)
     _add_stats(commands)
     return parser
+
+
+# The allocate command's flags for allocate()'s keywords (their defaults are allocate()'s).
+ALLOCATE_FLAGS = {
+    "--reference-size": ("reference_size", int, "gvm-grpo: the group size it keeps (budget/m)"),
+    "--alpha": ("alpha", float, "regulariser weight in q = p + alpha / p^(beta-1)"),
+    "--beta": ("beta", float, "regulariser exponent in q = p + alpha / p^(beta-1)"),
+    "--min": ("min_samples", int, "minimum samples per (unfiltered) prompt"),
+    "--max": ("max_samples", int, "maximum samples per prompt (none: no cap)"),
+    "--max-accept-rate": ("max_accept_rate", float, "a higher acceptance rate gets 0 (1 = off)"),
+    "--min-expected-accepted": ("min_expected_accepted", float, "fewer expected gets 0 (0 = off)"),
+}
 
 
 def _add_allocate(commands: argparse._SubParsersAction) -> None:
@@ -97,164 +92,37 @@ def _add_allocate(commands: argparse._SubParsersAction) -> None:
         "knapsack (Knapsack-RL); the training setting `allocation` takes the same names (and "
         "gvm-matched, which picks gvm-accuracy or gvm-grpo for the algorithm)",
     )
-    cmd.add_argument(
-        "--reference-size",
-        type=int,
-        default=None,
-        help="gvm-grpo: the group size nbar whose objective it keeps (default: budget / prompts, "
-        "the uniform group; training uses num_generations)",
-    )
-    cmd.add_argument(
-        "--alpha",
-        type=float,
-        default=allocation.DEFAULT_ALPHA,
-        help="regulariser weight in q = p + alpha / p^(beta-1)",
-    )
-    cmd.add_argument(
-        "--beta",
-        type=float,
-        default=allocation.DEFAULT_BETA,
-        help="regulariser exponent in q = p + alpha / p^(beta-1)",
-    )
-    cmd.add_argument(
-        "--min",
-        dest="min_samples",
-        type=int,
-        default=0,
-        help="minimum samples per (unfiltered) prompt",
-    )
-    cmd.add_argument(
-        "--max",
-        dest="max_samples",
-        type=int,
-        default=None,
-        help="maximum samples per prompt (default: no cap)",
-    )
-    cmd.add_argument(
-        "--max-accept-rate",
-        type=float,
-        default=1.0,
-        help="prompts with a higher acceptance rate get 0 (1.0 = off)",
-    )
-    cmd.add_argument(
-        "--min-expected-accepted",
-        type=float,
-        default=0.0,
-        help="prompts expected to yield fewer accepted samples get 0 (0 = off)",
-    )
+    defaults = inspect.signature(allocation.allocate).parameters
+    for flag, (dest, kind, text) in ALLOCATE_FLAGS.items():
+        default = defaults[dest].default
+        cmd.add_argument(
+            flag, dest=dest, type=kind, default=default, help=f"{text}; default {default}"
+        )
     cmd.add_argument("--out", help="write the sample sizes here (default: standard output)")
     cmd.set_defaults(handler=_run_allocate)
 
 
 def _run_allocate(args: argparse.Namespace) -> int:
-    if args.out:
-        check_output_file(args.out)
-    stats = read_prompt_stats(args.stats)
-    try:
-        result = allocation.allocate(
-            stats.grad_norms,
-            stats.accept_rates,
-            args.budget,
-            args.strategy,
-            alpha=args.alpha,
-            beta=args.beta,
-            min_samples=args.min_samples,
-            max_samples=args.max_samples,
-            max_accept_rate=args.max_accept_rate,
-            min_expected_accepted=args.min_expected_accepted,
-            reference_size=args.reference_size,
-        )
-    except ValueError as err:  # the options' values: allocate checks them all up front
-        raise UserError(str(err)) from None
-    if result.fallback:
-        print(f"warning: {result.fallback}; falling back to uniform", file=sys.stderr)
-    sizes = result.n_samples
-    text = json.dumps(sizes.tolist())
-    summary = allocation.allocation_summary(
-        sizes, stats.grad_norms, stats.accept_rates, args.alpha, args.beta
-    ) | matched_variance_summary(args.strategy, sizes, stats, args.reference_size)
-    report = sys.stdout
-    if args.out:
-        atomic_write_text(args.out, text + "\n")
-    else:
-        print(text)
-        report = sys.stderr
-    print(_format_allocation_summary(summary, len(sizes), args), file=report)
+    from gvm_raft.allocation_report import allocate_file
+
+    options = {dest: getattr(args, dest) for dest, _, _ in ALLOCATE_FLAGS.values()}
+    sizes, summary, fallback = allocate_file(
+        args.stats, args.budget, args.strategy, args.out, **options
+    )
+    if fallback:
+        print(f"warning: {fallback}; falling back to uniform", file=sys.stderr)
+    if args.out is None:
+        print(sizes)
+    print(summary, file=sys.stderr if args.out is None else sys.stdout)
     return 0
-
-
-def matched_variance_summary(
-    strategy: str, sizes: np.ndarray, stats: PromptStats, reference_size: int | None
-) -> dict[str, Any]:
-    """For gvm-accuracy and gvm-grpo, the variance of the estimator each minimises, at these
-    sizes and at uniform's (estimators.py)."""
-    if strategy not in ("gvm-accuracy", "gvm-grpo"):
-        return {}
-    uniform = allocation.allocate(
-        stats.grad_norms, stats.accept_rates, int(sizes.sum()), "uniform"
-    ).n_samples
-    if strategy == "gvm-accuracy":
-        name = "sum p G^2/n"
-
-        def variance(n: np.ndarray) -> float:
-            return estimators.accuracy_variance(n, stats.grad_norms, stats.accept_rates)
-    else:
-        size = reference_size or max(2, round(int(sizes.sum()) / max(len(sizes), 1)))
-        name = f"GRPO's, nbar={size}"
-
-        def variance(n: np.ndarray) -> float:
-            return estimators.grpo_variance(n, stats.grad_norms, stats.accept_rates, size)
-
-    return {"matched_name": name, "matched": variance(sizes), "matched_uniform": variance(uniform)}
-
-
-def _format_allocation_summary(summary: dict[str, float], prompts: int, args) -> str:
-    lines = [
-        f"strategy {args.strategy}: {summary['total']} samples over {prompts} prompts"
-        + (f" -> {args.out}" if args.out else ""),
-        f"  per prompt: min {summary['min']}, median {summary['median']:g}, "
-        f"max {summary['max']}; {summary['zero_prompts']} prompts get 0 "
-        f"({summary['dropped_prompts']} of them with G > 0 and p > 0); "
-        f"Gini {summary['gini']:.3f}",
-        "  gradient variance sum G^2/(n p): "
-        + _variance_against_uniform(summary["variance"], summary["variance_uniform"]),
-        f"  regularised (alpha={args.alpha:g}, beta={args.beta:g}): "
-        + _variance_against_uniform(
-            summary["regularised_variance"], summary["regularised_variance_uniform"]
-        ),
-    ]
-    if "matched" in summary:
-        lines.append(
-            f"  variance of the estimator it minimises ({summary['matched_name']}): "
-            + _variance_against_uniform(summary["matched"], summary["matched_uniform"])
-        )
-    return "\n".join(lines)
-
-
-def _variance_against_uniform(variance: float, uniform: float) -> str:
-    """'V (uniform U, ratio R)', saying in words when a prompt with a gradient term got no
-    sample (V infinite) or no prompt has one (V = 0)."""
-
-    def shown(value: float) -> str:
-        return (
-            "infinite: a prompt with G > 0 and p > 0 got no sample"
-            if value == np.inf
-            else (f"{value:.6g}")
-        )
-
-    if variance == 0 and uniform == 0:
-        return "0 (no prompt has both G > 0 and p > 0)"
-    ratio = f", ratio {variance / uniform:.4f}" if np.isfinite(variance) and uniform > 0 else ""
-    return f"{shown(variance)} (uniform {shown(uniform)}{ratio})"
 
 
 def _add_prepare_demo(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "prepare-demo",
         help="build the embedded world: arithmetic data, tokenizer, warm-started tiny model",
-        description="Build (or reuse, when already built with the same settings) the embedded "
-        "demo world: synthetic arithmetic CoT data, a character tokenizer and a tiny Llama "
-        "warm-started by supervised fine-tuning. Runs on a CPU in a few minutes.",
+        description="Build the embedded world from scratch (the package ships one): arithmetic "
+        "CoT data, a character tokenizer, a tiny Llama warm-started by SFT; minutes on a CPU.",
     )
     cmd.add_argument("--out", default="runs/demo-world", help="directory of the world")
     cmd.add_argument("--seed", type=int, default=0, help="seed of data, weights and training")
@@ -344,34 +212,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# gvm-raft eval's settings shared with training: the training config's names and defaults.
-EVAL_SETTINGS = (
-    "eval_samples",
-    "eval_temperature",
-    "eval_greedy",
-    "eval_max_prompts",
-    "top_p",
-    "max_completion_length",
-    "reward",
-    "accept_threshold",
-    "prompt_template",
-    "system_prompt",
-    "prompt_column",
-    "answer_column",
-    "rollout_backend",
-    "rollout_batch_size",
-    "vllm_gpu_memory_utilization",
-    "mixed_precision",
-    "attn_implementation",
-    "seed",
-)
-
-
 def _add_eval(commands: argparse._SubParsersAction) -> None:
     import dataclasses
     import typing
 
     from gvm_raft.config import GVMConfig
+    from gvm_raft.evaluate import EVAL_SETTINGS
 
     docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(GVMConfig)}
     defaults = GVMConfig()
@@ -403,27 +249,13 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     cmd.set_defaults(handler=_run_eval)
 
 
-def _eval_config(args: argparse.Namespace) -> Any:
-    """The training config (--config's or the defaults) with the given options applied; its
-    checks name a bad value by its setting."""
-    import dataclasses
-
-    from gvm_raft.config import GVMConfig, load_config
-
-    base = load_config(args.config) if args.config else GVMConfig()
-    given = {name: getattr(args, name) for name in EVAL_SETTINGS}
-    config = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
-    if not (config.eval_greedy or config.eval_samples):
-        raise UserError("eval_samples must be > 0 unless eval_greedy is on")
-    return config
-
-
 def _run_eval(args: argparse.Namespace) -> int:
-    from gvm_raft.evaluate import benchmark_table, evaluate_model
+    from gvm_raft.evaluate import EVAL_SETTINGS, benchmark_table, eval_config, evaluate_model
 
     if args.out:
         check_output_file(args.out)
-    results = evaluate_model(args.model, args.data, _eval_config(args))
+    given = {name: getattr(args, name) for name in EVAL_SETTINGS}
+    results = evaluate_model(args.model, args.data, eval_config(args.config, given))
     print(benchmark_table(results))
     if args.out:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
@@ -460,32 +292,12 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from gvm_raft.compare import compare
 
-    from gvm_raft.compare import STRATEGIES, make_arms, run_arms, write_results
-    from gvm_raft.config import load_config
-
-    if "uniform" not in args.arms:
-        raise UserError("--arms must include uniform: every comparison is against it")
-    config = load_config(args.config, args.overrides)
-    algorithms = args.algorithms or [config.algorithm]
-    strategies = [a for a in args.arms if a in STRATEGIES]
-    variants = [a for a in args.arms if a not in STRATEGIES]
-    arms = make_arms(
-        algorithms, strategies, variants, config.num_generations, config.mini_batch_size
+    arms = (args.arms, args.algorithms, args.seeds)
+    print(
+        compare(args.config, args.overrides, *arms, args.out, not args.quiet, not args.report_only)
     )
-    out = Path(args.out)
-    results = run_arms(
-        arms,
-        args.seeds,
-        args.config,
-        out,
-        args.overrides,
-        progress=not args.quiet,
-        train_missing=not args.report_only,
-    )
-    baselines = {a: f"{a}/uniform" for a in algorithms if f"{a}/uniform" in results}
-    print(write_results(results, out, baselines))
     return 0
 
 
@@ -508,11 +320,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
     from gvm_raft.report import write_report
 
-    runs = [Path(run) for run in args.runs]
-    for run in runs:
-        if not (run / "metrics.jsonl").exists():
-            raise UserError(f"{run} has no metrics.jsonl: pass run directories of gvm-raft train")
-    print(write_report(runs, Path(args.out)))
+    print(write_report([Path(run) for run in args.runs], Path(args.out)))
     return 0
 
 
@@ -531,51 +339,10 @@ def _add_stats(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from gvm_raft.allocation_report import export_run_stats
 
-    from gvm_raft.checkpoint import ALLOCATIONS_FILE, read_allocations
-    from gvm_raft.config import load_config
-    from gvm_raft.stats import write_prompt_stats
-
-    check_output_file(args.out)
-    rows = read_allocations(Path(args.run))
-    if not rows:
-        raise UserError(f"{args.run} has no {ALLOCATIONS_FILE}: pass a run directory")
-    chosen = [r for r in rows if args.iteration in (None, r["iteration"])]
-    if not chosen:
-        done = ", ".join(str(r["iteration"]) for r in rows)
-        raise UserError(f"--iteration {args.iteration} is not in the run (iterations: {done})")
-    row = chosen[-1]
-    stats = PromptStats(np.array(row["grad_norm"]), np.array(row["accept_rate"]))
-    write_prompt_stats(args.out, stats, row["row_id"])
-    print(f"iteration {row['iteration']}: {len(row['grad_norm'])} prompts -> {args.out}")
-    config_file = Path(args.run) / "config.yaml"
-    if config_file.exists():
-        print("the run's n_i again: " + _allocate_command(load_config(config_file), args.out))
+    print(export_run_stats(args.run, args.iteration, args.out))
     return 0
-
-
-def _allocate_command(config: Any, stats_file: str) -> str:
-    """The ``gvm-raft allocate`` command that gives a run's allocation from its statistics:
-    its budget, strategy, bounds (at least k per prompt when stage 1 is reused) and filters."""
-    floor = max(config.min_generations, config.stage1_samples if config.reuse_stage1 else 0)
-    parts = [
-        f"gvm-raft allocate {stats_file} --budget {config.budget}",
-        f"--strategy {config.strategy} --min {floor}",
-        f"--alpha {config.gvm_alpha:g} --beta {config.gvm_beta:g}",
-    ]
-    if config.max_generations is not None:
-        parts.append(f"--max {config.max_generations}")
-    if config.max_accept_rate < 1:
-        parts.append(f"--max-accept-rate {config.max_accept_rate:g}")
-    if config.min_expected_accepted > 0:
-        parts.append(f"--min-expected-accepted {config.min_expected_accepted:g}")
-    if config.strategy == "gvm-grpo":
-        parts.append(f"--reference-size {config.num_generations}")
-    command = " ".join(parts)
-    if not config.gvm_use_grad_norms:
-        command += " (with every grad_norm set to 1: the run had gvm_use_grad_norms=false)"
-    return command
 
 
 if __name__ == "__main__":

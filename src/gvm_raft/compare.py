@@ -33,11 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from gvm_raft.checkpoint import METRICS_FILE, read_allocations
 from gvm_raft.config import BOOKKEEPING_SETTINGS, GVMConfig, differing_settings, load_config
 from gvm_raft.errors import UserError
-from gvm_raft.fileio import atomic_write_text, read_jsonl
+from gvm_raft.fileio import atomic_write_text
 from gvm_raft.report import accuracy_panels, curves, pyplot
+from gvm_raft.rundir import (
+    comparison_run_dir,
+    comparison_runs,
+    has_config,
+    read_allocations,
+    read_config,
+    read_metrics,
+)
 from gvm_raft.trainer import train
 
 X_AXES = {"steps": "iteration", "tokens": "tokens/cumulative"}
@@ -191,10 +198,8 @@ def _train_or_read(
         if twin is not None:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(os.path.relpath(twin, run_dir.parent), target_is_directory=True)
-    if not train_missing and (run_dir / "config.yaml").exists():
-        changed = differing_settings(
-            load_config(run_dir / "config.yaml"), config, BOOKKEEPING_SETTINGS
-        )
+    if not train_missing and has_config(run_dir):
+        changed = differing_settings(read_config(run_dir), config, BOOKKEEPING_SETTINGS)
         if changed:
             print(
                 f"warning: {run_dir} was trained with other settings ({', '.join(changed)}): "
@@ -202,17 +207,17 @@ def _train_or_read(
                 file=sys.stderr,
             )
             return None
-    rows = read_jsonl(run_dir / METRICS_FILE)
+    rows = read_metrics(run_dir)
     if len(rows) <= config.iterations and train_missing:
         if progress:
             print(f"== {arm.label} seed {seed} -> {run_dir}", flush=True)
         train(config, progress=progress)
-        rows = read_jsonl(run_dir / METRICS_FILE)
+        rows = read_metrics(run_dir)
     return rows if len(rows) == config.iterations + 1 else None
 
 
 def _run_dir(out_dir: Path, arm: Arm, seed: int) -> Path:
-    return out_dir / "runs" / arm.algorithm / arm.name / f"seed-{seed}"
+    return comparison_run_dir(out_dir, arm.algorithm, arm.name, seed)
 
 
 def _finished_twin(
@@ -222,9 +227,9 @@ def _finished_twin(
     was trained with the same settings as config (up to where it is written and what it logs)."""
     for comparison in comparisons:
         candidate = _run_dir(comparison, arm, seed).resolve()
-        if len(read_jsonl(candidate / METRICS_FILE)) != config.iterations + 1:
+        if len(read_metrics(candidate)) != config.iterations + 1:
             continue
-        saved = load_config(candidate / "config.yaml")
+        saved = read_config(candidate)
         if not differing_settings(saved, config, BOOKKEEPING_SETTINGS):
             return candidate
     return None
@@ -517,7 +522,7 @@ def write_results(
     sections = []
     for algorithm, baseline in baselines.items():
         arms = {k: v for k, v in results.items() if k.split("/")[0] == algorithm}
-        run_dirs = {label: sorted((out_dir / "runs" / label).glob("seed-*")) for label in arms}
+        run_dirs = {label: comparison_runs(out_dir, label) for label in arms}
         sections.append(
             f"## {algorithm}\n\n{markdown_table(summarise(arms, baseline))}\n\n"
             "Samples drawn / prompts, by the estimated acceptance rate p_i the allocation used "
@@ -614,3 +619,34 @@ def _plot_sweep(points: dict[str, list[dict[str, Any]]], key: str, arm: str, ima
     fig.savefig(image, dpi=120)
     plt.close(fig)
     return image
+
+
+def compare(
+    config_file: str,
+    overrides: Sequence[str],
+    arm_names: Sequence[str],
+    algorithms: Sequence[str] | None,
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    progress: bool = True,
+    train_missing: bool = True,
+) -> str:
+    """``gvm-raft compare``: every arm (strategies and ablations by name; uniform among them)
+    for every algorithm (default: the config's) and seed, then results.md; returns its text."""
+    if "uniform" not in arm_names:
+        raise UserError("--arms must include uniform: every comparison is against it")
+    config = load_config(config_file, overrides)
+    algorithms = list(algorithms or [config.algorithm])
+    arms = make_arms(
+        algorithms,
+        [a for a in arm_names if a in STRATEGIES],
+        [a for a in arm_names if a not in STRATEGIES],
+        config.num_generations,
+        config.mini_batch_size,
+    )
+    out = Path(out_dir)
+    results = run_arms(
+        arms, seeds, config_file, out, overrides, progress=progress, train_missing=train_missing
+    )
+    baselines = {a: f"{a}/uniform" for a in algorithms if f"{a}/uniform" in results}
+    return write_results(results, out, baselines)

@@ -550,17 +550,7 @@ def save_config(config: GVMConfig, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-# Settings that were renamed or merged: a config (or an old run's config.yaml) using one is
-# refused with its replacement.
-RENAMED = {
-    "allocation_method": "allocation_method was merged into allocation: use allocation=gvm "
-    "(was allocation_method=exact) or allocation=gvm-rounding (was allocation_method=rounding)",
-}
-
-
 def _check_key(key: str) -> None:
-    if key in RENAMED:
-        raise ConfigError(RENAMED[key])
     if key not in FIELD_NAMES:
         close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -14,6 +14,7 @@ from gvm_raft.compare import STRATEGIES, Arm, mean_over_iterations, run_arms
 from gvm_raft.config import load_config
 from gvm_raft.errors import UserError
 from gvm_raft.report import curves, plot_comparison
+from gvm_raft.rundir import comparison_run_dir
 from gvm_raft.tasks.demo_world import (
     format_world_report,
     open_world,
@@ -63,7 +64,7 @@ def run_demo(
         raise UserError(f"a demo run in {out} did not finish: rerun the demo to resume it")
     if not state.is_main_process:
         return ""
-    gvm_dir = out / "runs" / arms[1].algorithm / arms[1].name / f"seed-{seed}"
+    gvm_dir = comparison_run_dir(out, arms[1].algorithm, arms[1].name, seed)
     image = plot_comparison(results, gvm_dir, config.num_generations, out / "demo.png")
     return demo_summary(results, labels) + f"\n\nplot: {image}\nruns: {out / 'runs'}"
 

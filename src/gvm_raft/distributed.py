@@ -10,11 +10,13 @@ whatever its share (an empty share still gathers), so uneven budgets cannot hang
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
+import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
@@ -95,3 +97,17 @@ def check_identical(accelerator: Accelerator, value: object, what: str) -> None:
     values = gather_all(accelerator, value)
     if any(v != values[0] for v in values):
         raise RuntimeError(f"processes disagree on {what}: {values}")
+
+
+def leave_process_group() -> bool:
+    """Under torchrun / accelerate launch: free what still references collectives, wait for
+    every process, then close the group, so no process exits while another still talks to it.
+    True when it did: the caller then exits without interpreter finalization, during which
+    Gloo's worker threads can abort a process whose work is done ("terminate called without an
+    active exception", seen on CPU under FSDP2; pytorch/pytorch#179291)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+    return True

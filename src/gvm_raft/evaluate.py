@@ -8,6 +8,7 @@ whitespace-normalised; ties go to the first seen) and scores that sample.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from gvm_raft.config import GVMConfig
+from gvm_raft.config import GVMConfig, load_config
 from gvm_raft.data import PromptRow
 from gvm_raft.distributed import contiguous_share, gather_all
+from gvm_raft.errors import UserError
 from gvm_raft.estep import score
 from gvm_raft.rewards import RewardFn
 from gvm_raft.rewards.boxed import last_boxed
@@ -153,6 +155,39 @@ def benchmark_table(results: dict[str, dict[str, float]]) -> str:
 
 
 DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+# gvm-raft eval's settings shared with training: the training config's names and defaults.
+EVAL_SETTINGS = (
+    "eval_samples",
+    "eval_temperature",
+    "eval_greedy",
+    "eval_max_prompts",
+    "top_p",
+    "max_completion_length",
+    "reward",
+    "accept_threshold",
+    "prompt_template",
+    "system_prompt",
+    "prompt_column",
+    "answer_column",
+    "rollout_backend",
+    "rollout_batch_size",
+    "vllm_gpu_memory_utilization",
+    "mixed_precision",
+    "attn_implementation",
+    "seed",
+)
+
+
+def eval_config(config_file: str | None, given: dict[str, Any]) -> GVMConfig:
+    """The training config (``config_file``'s or the defaults) with the given settings of
+    EVAL_SETTINGS applied (None: not given); its checks name a bad value by its setting."""
+    base = load_config(config_file) if config_file else GVMConfig()
+    config = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    if not (config.eval_greedy or config.eval_samples):
+        raise UserError("eval_samples must be > 0 unless eval_greedy is on")
+    return config
 
 
 def evaluate_model(model_path: str, data_paths: Sequence[str], config: GVMConfig) -> dict:

@@ -13,17 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from gvm_raft.checkpoint import COMPLETIONS_FILE, METRICS_FILE, read_allocations
 from gvm_raft.errors import UserError
-from gvm_raft.fileio import atomic_write_text, read_jsonl
+from gvm_raft.fileio import atomic_write_text
+from gvm_raft.rundir import read_allocations, read_completions, read_metrics, recorded_settings
 
 
 def run_label(run_dir: Path) -> str:
     """ "name (allocation-ALGORITHM)"; a comparison's seed-s directory is named with its arm."""
-    config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    config = recorded_settings(run_dir)
     algorithm = config.get("algorithm", "?").upper()
     allocation = config.get("allocation", "?")
     name = run_dir.name
@@ -39,7 +37,7 @@ def summary_table(run_dirs: list[Path]) -> str:
     )
     lines = [header]
     for run_dir in run_dirs:
-        rows = read_jsonl(run_dir / METRICS_FILE)
+        rows = read_metrics(run_dir)
         if not rows:
             raise UserError(f"{run_dir} has no metrics.jsonl rows: is it a run directory?")
         accuracy = [r["test/accuracy"] for r in rows if "test/accuracy" in r]
@@ -139,7 +137,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> Path:
     """accuracy.png: the runs' accuracy curves overlaid, against iteration and tokens."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    accuracy_panels(axes, {run_label(d): [read_jsonl(d / METRICS_FILE)] for d in run_dirs})
+    accuracy_panels(axes, {run_label(d): [read_metrics(d)] for d in run_dirs})
     fig.tight_layout()
     path = out / "accuracy.png"
     fig.savefig(path, dpi=120)
@@ -181,7 +179,7 @@ def plot_comparison(
 def completion_examples(run_dir: Path, per_iteration: int = 3) -> str:
     """Markdown: a few logged completions of the run's first, middle and last logged iteration
     ("" when the run logged none)."""
-    records = read_jsonl(run_dir / COMPLETIONS_FILE)
+    records = read_completions(run_dir)
     if not records:
         return ""
     logged = sorted({r["iteration"] for r in records})
@@ -219,8 +217,8 @@ def completions_markdown(records: list[dict], width: int = 160) -> str:
 def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     """Write report.md (summary, plots, completion examples) and the PNG plots into out_dir;
     returns the summary table."""
+    table = summary_table(run_dirs)  # refuses a directory without metrics first
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = summary_table(run_dirs)
     images = [plot_accuracy(run_dirs, out_dir)]
     allocation = plot_allocation(run_dirs, out_dir)
     if allocation is not None:

@@ -19,18 +19,14 @@ from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gvm_raft.checkpoint import (
-    ALLOCATIONS_FILE,
-    COMPLETIONS_FILE,
-    METRICS_FILE,
     check_resumable,
     check_training_data,
     latest_checkpoint,
     remove_staging,
 )
-from gvm_raft.config import ConfigError, GVMConfig, save_config
+from gvm_raft.config import ConfigError, GVMConfig
 from gvm_raft.data import PromptRow, load_prompts, render_prompt
 from gvm_raft.estep import ScoredSample
-from gvm_raft.fileio import append_jsonl
 from gvm_raft.models import (
     enable_activation_checkpointing,
     load_causal_lm,
@@ -45,6 +41,7 @@ from gvm_raft.rewards.arithmetic import check_integer_answers
 from gvm_raft.rollout import check_backend_available
 from gvm_raft.rollout.base import RolloutBackend
 from gvm_raft.rollout.hf import HFRollout
+from gvm_raft.rundir import append_allocation, append_completions, append_metrics, write_config
 from gvm_raft.seeds import Stream, stream_rng, stream_seed
 from gvm_raft.sharding import (
     check_engine_available,
@@ -253,7 +250,7 @@ def _setup_model(
     model, optimizer = accelerator.prepare(model, optimizer)
     policy = replica if replica is not None else accelerator.unwrap_model(model)
     if accelerator.is_main_process and (done == 0 or done < config.iterations):
-        save_config(config, run_dir / "config.yaml")  # a finished run's record stays as it was
+        write_config(config, run_dir)  # a finished run's record stays as it was
     accelerator.wait_for_everyone()
     if config.log_with:
         accelerator.init_trackers("gvm-raft", config={k: str(v) for k, v in vars(config).items()})
@@ -329,7 +326,7 @@ def log(run: Run, metrics: dict) -> None:
     """Append the row to metrics.jsonl, send it to trackers, print a one-line summary."""
     if not run.accelerator.is_main_process:
         return
-    append_jsonl(run.run_dir / METRICS_FILE, [metrics])
+    append_metrics(run.run_dir, metrics)
     if run.config.log_with:
         run.accelerator.log(
             {k: v for k, v in metrics.items() if k != "iteration"}, step=metrics["iteration"]
@@ -383,7 +380,7 @@ def record_allocation(
         "n_samples": n_samples.tolist(),
         "fallback": fallback,
     }
-    append_jsonl(run.run_dir / ALLOCATIONS_FILE, [row])
+    append_allocation(run.run_dir, row)
 
 
 def record_completions(
@@ -416,7 +413,7 @@ def record_completions(
         }
         for i, s in owned
     ]
-    append_jsonl(run.run_dir / COMPLETIONS_FILE, records)
+    append_completions(run.run_dir, records)
     if run.config.log_with:
         send_completions(run.accelerator, records, iteration)
 

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from gvm_raft.allocation import Allocation, allocate
-from gvm_raft.checkpoint import resume_point, save_iteration
+from gvm_raft.checkpoint import (
+    engine_state_dir,
+    latest_checkpoint,
+    load_scheduler,
+    load_state,
+    read_optimizer_state,
+    save_checkpoint,
+)
 from gvm_raft.config import GVMConfig
 from gvm_raft.data import PromptRow, prompt_batch
 from gvm_raft.distributed import (
@@ -55,7 +62,15 @@ from gvm_raft.run import (
     setup,
     sync_policy,
 )
+from gvm_raft.rundir import keep_logs_until
 from gvm_raft.seeds import Stream, stream_rng, stream_seed
+from gvm_raft.sharding import (
+    load_engine_state,
+    load_optimizer_state,
+    optimizer_state,
+    save_engine_state,
+    uses_deepspeed,
+)
 from gvm_raft.stats import PromptStats, RunningPromptStats
 
 
@@ -85,6 +100,62 @@ def train(config: GVMConfig, progress: bool = True, inputs: Inputs | None = None
         run.backend.close()
         run.accelerator.end_training()
     return run.run_dir
+
+
+def resume_point(run: Run) -> int:
+    """Restore the latest checkpoint's optimizer, statistics and counters; its iteration or 0.
+
+    Metric rows beyond the checkpoint (written before a kill) are dropped; they are recomputed.
+    """
+    checkpoint = latest_checkpoint(run.run_dir) if run.config.resume else None
+    iteration = 0
+    if checkpoint is not None:
+        state = load_state(checkpoint)
+        iteration = int(state["iteration"])
+        if uses_deepspeed(run.accelerator):
+            load_engine_state(
+                run.model,
+                engine_state_dir(run.run_dir, iteration),
+                run.accelerator.num_processes,
+            )
+        else:
+            load_optimizer_state(run.model, run.optimizer, read_optimizer_state(checkpoint))
+        load_scheduler(checkpoint, run.scheduler)
+        run.stats.load_state_dict(state["stats"])
+        run.totals.update(state["totals"])
+    if run.accelerator.is_main_process:
+        keep_logs_until(run.run_dir, iteration if checkpoint is not None else None)
+    run.accelerator.wait_for_everyone()
+    return iteration
+
+
+def save_iteration(run: Run, iteration: int) -> None:
+    """Checkpoint the run after ``iteration``: policy, optimizer (or DeepSpeed engine) state,
+    schedule, prompt statistics and sample counters."""
+    tic = time.perf_counter()
+    optimizer = None
+    if uses_deepspeed(run.accelerator):
+        save_engine_state(run.model, engine_state_dir(run.run_dir, iteration))
+    else:
+        optimizer = optimizer_state(run.model, run.optimizer)
+    if run.accelerator.is_main_process:
+        save_checkpoint(
+            run.run_dir,
+            iteration,
+            run.policy,
+            run.tokenizer,
+            optimizer,
+            run.scheduler,
+            {"stats": run.stats.state_dict(), "totals": run.totals},
+            keep=run.config.keep_checkpoints,
+        )
+    run.accelerator.wait_for_everyone()
+    seconds = time.perf_counter() - tic
+    if run.progress and run.accelerator.is_main_process and seconds > SLOW_CHECKPOINT_SECONDS:
+        print(f"  checkpoint saved in {seconds:.1f}s", flush=True)
+
+
+SLOW_CHECKPOINT_SECONDS = 5.0  # a checkpoint slower than this is named on the console
 
 
 def run_iteration(run: Run, iteration: int) -> dict:
