@@ -27,14 +27,8 @@ import argparse
 import time
 from pathlib import Path
 
-from gvm_raft.compare import (
-    STRATEGIES,
-    ablations,
-    make_arms,
-    run_arms,
-    write_results,
-    write_sweep,
-)
+from gvm_raft.compare import ARM_STRATEGIES, ablations, make_arms, run_arms
+from gvm_raft.compare_report import write_results, write_sweep
 from gvm_raft.config import load_config
 from gvm_raft.demo import bundled_config
 from gvm_raft.tasks.demo_world import (
@@ -73,7 +67,7 @@ def main() -> None:
         help="seeds of the baselines and ablations (a subset of --seeds keeps them paired)",
     )
     parser.add_argument("--algorithms", nargs="+", default=["raft++", "grpo"])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="+", default=list(ARM_STRATEGIES))
     parser.add_argument(
         "--sweep",
         action="append",

@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 
 from gvm_raft.cli import main
-from gvm_raft.compare import (
+from gvm_raft.compare import make_arms, run_arms
+from gvm_raft.compare_report import (
     accept_rate_bin,
-    bootstrap_interval,
     budget_by_accept_rate,
-    first_reach,
-    make_arms,
-    run_arms,
-    speedup,
-    summarise,
     write_results,
     write_sweep,
 )
+from gvm_raft.compare_stats import bootstrap_interval, first_reach, speedup, summarise
 from gvm_raft.demo import bundled_config
 
 

@@ -263,9 +263,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
-    from gvm_raft.compare import STRATEGIES, ablations
+    from gvm_raft.compare import ARM_STRATEGIES, ablations
 
-    arm_names = [*STRATEGIES, *ablations(8, 64)]
+    arm_names = [*ARM_STRATEGIES, *ablations(8, 64)]
     cmd = commands.add_parser(
         "compare",
         help="allocation strategies against uniform allocation, over seeds, on your config",

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from gvm_raft.compare import STRATEGIES, Arm, mean_over_iterations, run_arms
+from gvm_raft.compare import ARM_STRATEGIES, Arm, run_arms
+from gvm_raft.compare_stats import mean_over_iterations
 from gvm_raft.config import load_config
 from gvm_raft.errors import UserError
 from gvm_raft.report import curves, plot_comparison
@@ -54,7 +55,7 @@ def run_demo(
     if loud and world_dir is not None:
         print(format_world_report(report, world), flush=True)
     arms = [
-        Arm("uniform", config.algorithm, STRATEGIES["uniform"]),
+        Arm("uniform", config.algorithm, ARM_STRATEGIES["uniform"]),
         Arm(config.allocation, config.algorithm),
     ]
     out = Path(out_dir)

@@ -20,17 +20,17 @@ materialises dW_s when its "ghost norm" is cheaper (tokens T < in*out / (in+out)
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from gvm_raft.config import ParameterGroup
 from gvm_raft.logprobs import token_log_probs
 
-ParameterGroup = Literal["embedding", "lm_head", "lora", "all"]
-PARAMETER_GROUPS: tuple[str, ...] = ("embedding", "lm_head", "lora", "all")
+PARAMETER_GROUPS: tuple[str, ...] = typing.get_args(ParameterGroup)
 _DENSE_FLOATS = 1 << 25  # per-sample gradients materialised at once (128 MiB of float32)
 
 

@@ -17,13 +17,15 @@ sequence_mean) so that accumulated gradients equal the mini-batch's.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
-LossType = Literal["token_mean", "sequence_mean"]
-LOSS_TYPES: tuple[str, ...] = ("token_mean", "sequence_mean")
+from gvm_raft.config import LossType
+
+LOSS_TYPES: tuple[str, ...] = typing.get_args(LossType)
 
 
 def aggregate(
