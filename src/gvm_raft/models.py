@@ -49,12 +49,35 @@ def _explain(path: str | Path, what: str, setting: str, err: Exception) -> Model
     return ModelLoadError(f"{setting}={path}: cannot load a {what} ({err})")
 
 
+def gguf_file(path: str | Path, setting: str = "model_name_or_path") -> tuple[Path, str] | None:
+    """(directory, file name) when path is a GGUF file, or a directory holding one GGUF file
+    and no config.json (as a llama.cpp model's package does); None otherwise."""
+    where = Path(path)
+    if where.suffix == ".gguf" and where.is_file():
+        return where.parent, where.name
+    if where.is_dir() and not (where / "config.json").exists():
+        found = sorted(p.name for p in where.glob("*.gguf"))
+        if len(found) > 1:
+            raise ModelLoadError(
+                f"{setting}={path}: the directory holds several GGUF files ({', '.join(found)}): "
+                f"point {setting} at one of them"
+            )
+        if found:
+            return where, found[0]
+    return None
+
+
 def load_tokenizer(
     path: str | Path, setting: str = "model_name_or_path"
 ) -> PreTrainedTokenizerBase:
-    """The tokenizer at path, with pad = eos when it has no pad token."""
+    """The tokenizer at path (a directory, a hub name or a GGUF file), with pad = eos when it
+    has no pad token."""
+    gguf = gguf_file(path, setting)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if gguf is not None:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf[0]), gguf_file=gguf[1])
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:
         raise _explain(path, "tokenizer", setting, err) from None
     if tokenizer.pad_token_id is None:
@@ -68,13 +91,16 @@ def load_causal_lm(
     dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
 ) -> torch.nn.Module:
-    """The causal LM at path (a model directory, or a LoRA adapter's: then merged into its
-    base), in eval mode."""
+    """The causal LM at path (a model directory, a hub name, a GGUF file: dequantised into a
+    plain model, or a LoRA adapter's directory: then merged into its base), in eval mode."""
     if (Path(path) / ADAPTER_CONFIG).exists():
         return load_adapted_lm(path, dtype, attn_implementation)
     kernel = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    gguf = gguf_file(path, setting)
     try:
         with no_progress_bars():
+            if gguf is not None:
+                return _plain_from_gguf(*gguf, dtype, kernel).eval()
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kernel)
     except (OSError, ValueError, ImportError, SafetensorError) as err:
         if attn_implementation is not None and attn_implementation in str(err):
@@ -84,6 +110,36 @@ def load_causal_lm(
             ) from None
         raise _explain(path, "causal LM", setting, err) from None
     return model.eval()
+
+
+def _plain_from_gguf(
+    directory: Path, name: str, dtype: torch.dtype, kernel: dict[str, str]
+) -> PreTrainedModel:
+    """The GGUF file's model dequantised (transformers reads GGUF with the gguf package) and
+    copied into a plain model of its architecture: one that save_pretrained, LoRA and the
+    optimizer treat as any other (transformers refuses to save a model loaded from GGUF)."""
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(directory), gguf_file=name, dtype=dtype, **kernel
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = str(directory / name)  # what a LoRA adapter records as its base
+    plain = AutoModelForCausalLM.from_config(config, dtype=dtype, **kernel)
+    plain.config._name_or_path = config._name_or_path
+    plain.load_state_dict(loaded.state_dict())
+    plain.generation_config = loaded.generation_config
+    return plain
+
+
+def write_plain_model(path: str | Path, out: str | Path) -> Path:
+    """Write the model and tokenizer at path (e.g. a GGUF file) as a plain Hugging Face
+    directory (config.json, safetensors, tokenizer files): what vLLM and other tools load."""
+    model, tokenizer = load_causal_lm(path), load_tokenizer(path)
+    with no_progress_bars():
+        model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return Path(out)
 
 
 def enable_activation_checkpointing(model: PreTrainedModel) -> None:

@@ -41,13 +41,16 @@ def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
     timeout: seconds per math-verify check (reward "math")."""
     if name == "arithmetic":
         return arithmetic_reward_fn
-    if name == "math":
+    if name in ("math", "math-unboxed"):
         from gvm_raft.rewards.math import MathVerifier
 
-        return MathVerifier(timeout=timeout)
+        return MathVerifier(timeout=timeout, require_boxed=name == "math")
     module, sep, attribute = name.partition(":")
     if not sep:
-        raise ConfigError(f"reward must be 'arithmetic', 'math' or 'module:function'; got {name!r}")
+        raise ConfigError(
+            "reward must be 'arithmetic', 'math', 'math-unboxed' or 'module:function'; got "
+            f"{name!r}"
+        )
     if os.getcwd() not in sys.path:  # a reward file in the working directory, as python -m
         sys.path.insert(0, os.getcwd())
     try:
