@@ -1,5 +1,5 @@
 """LoRA through peft: only the adapter trains and is checkpointed, a run resumes to the same
-metrics, its adapter evaluates, G_i on the adapter equals the per-sample loop, the KL reference
+metrics, its adapter evaluates, G_i on the adapter equals the per-sample loop, the KL model
 is the base model, and merged weights are W + B A alpha / r."""
 
 from __future__ import annotations

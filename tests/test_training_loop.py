@@ -1,6 +1,6 @@
 """The EM loop on the tiny world: what an iteration samples, allocates and trains, the
 uniform/GVM contract, and each option's rule (Knapsack, online statistics, dynamic filtering,
-sample weighting, RAFT's steps, restarting like the reference, recomputed pi_old)."""
+sample weighting, RAFT's steps, restarting like the RLHFlow implementation, recomputed pi_old)."""
 
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def test_raft_arms_take_the_same_optimizer_steps(tiny_config):
 
 
 def test_restarting_like_the_reference(tiny_config):
-    """reference_model=iteration_start: the KL reference is the policy at the iteration's
+    """reference_model=iteration_start: the KL model is the policy at the iteration's
     start; reset_optimizer_each_iteration: AdamW's moments and the warm-up start afresh."""
     overrides = dict(
         reference_model="iteration_start",

@@ -1,4 +1,6 @@
-"""gvm-raft: RAFT, RAFT++ and GRPO with gradient-variance-minimising sample allocation.
+"""gvm-raft: RAFT, RAFT++ and GRPO with gradient-variance-minimising sample allocation (GVM:
+Yao et al., 2025, https://arxiv.org/abs/2505.02391; the RLHFlow implementation is
+https://github.com/RLHFlow/GVM).
 
 ``from gvm_raft import GVMConfig, GVMTrainer`` trains (see api.py); ``gvm_raft.allocation``
 is the allocation alone, pure numpy. Names load on first use, so importing the allocation

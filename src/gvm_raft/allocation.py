@@ -157,7 +157,7 @@ def allocate(
         grad_norms: G_i per prompt, shape (m,), non-negative (knapsack ignores them).
         accept_rates: p_i per prompt in [0, 1], shape (m,).
         budget: total samples N to spend (stage 2).
-        strategy: "gvm" (integer minimiser of V), "gvm-rounding" (the reference),
+        strategy: "gvm" (integer minimiser of V), "gvm-rounding" (the RLHFlow implementation),
             "gvm-accuracy" and "gvm-grpo" (the minimisers for RAFT / RAFT++ and GRPO with
             uniform allocation's target), "uniform" (the baseline) or "knapsack" (Knapsack-RL).
         alpha, beta: regulariser of q_i (see module docstring; "gvm" and "gvm-rounding" only).
@@ -166,9 +166,9 @@ def allocate(
         max_accept_rate: prompts with p_i above it (already solved) get 0 samples; 1.0 = off.
         min_expected_accepted: prompts whose expected accepted count p_i n_i under the
             continuous allocation is below it get 0 samples (one pass); 0 = off. "gvm-rounding"
-            tests n_i as the reference does, the shares of all prompts before max_accept_rate
-            removed any (not renormalised between the two filters); "gvm" tests the shares
-            the prompts left by max_accept_rate would actually get. The surviving weights are
+            tests n_i as the RLHFlow implementation does, the shares of all prompts before
+            max_accept_rate removed any (not renormalised between the two filters); "gvm" tests the
+            shares the prompts left by max_accept_rate would actually get. The surviving weights are
             then renormalised.
         reference_size: gvm-grpo's nbar, the group size whose target it keeps (None =
             budget / m rounded, at least 2: uniform allocation's group).
@@ -207,7 +207,7 @@ def allocate(
     w = _strategy_weights(strategy, g, p, alpha, beta, size)
     kept = p <= max_accept_rate
     if min_expected_accepted > 0:
-        if strategy == "gvm-rounding":  # the reference: shares of all prompts, not renormalised
+        if strategy == "gvm-rounding":  # RLHFlow's: shares of all prompts, not renormalised
             trial = np.where(kept, _water_fill(w, lo, hi, budget), 0.0)
         else:  # the budget the prompts that pass max_accept_rate would actually share
             trial = _water_fill(*_only(kept, w, lo, hi), budget)
@@ -477,7 +477,7 @@ def _round_largest_remainder(
     x: FloatArray, lo: FloatArray, hi: FloatArray, budget: int
 ) -> IntArray:
     """Round half to even, then repair the total one sample at a time from the largest residuals
-    (the reference implementation's rule), never crossing a bound; ties go to the lower index."""
+    (the RLHFlow implementation's rule), never crossing a bound; ties go to the lower index."""
     n = np.clip(np.round(x), lo, hi).astype(np.int64)
     residual = x - n
     error = int(budget) - int(n.sum())

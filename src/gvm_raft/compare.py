@@ -55,10 +55,10 @@ ARM_STRATEGIES: dict[str, dict[str, Any]] = {
 def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str, Any]]:
     """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a Beta(1, 1)
     prior on p_i (a prompt with 0 of k accepted still gets samples), a smaller stage 1, online
-    statistics, the reference fork's confound (num_generations times more optimizer steps) and
-    its control (uniform with as many steps), uniform and GVM with the 1/(n_i p_i)-weighted
-    M-step (the estimator whose variance GVM minimises), GVM with the weights that keep
-    uniform's objective, and the matched strategy on online statistics."""
+    statistics, the RLHFlow implementation's confound (num_generations times more optimizer steps)
+    and its control (uniform with as many steps), uniform and GVM with the 1/(n_i p_i)-weighted
+    M-step (the estimator whose variance GVM minimises), GVM with the weights that keep uniform's
+    objective, and the matched strategy on online statistics."""
     fewer = max(1, mini_batch_size // num_generations)
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},

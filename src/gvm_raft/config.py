@@ -64,7 +64,7 @@ class GVMConfig:
     train_file: str = doc("training prompts: JSON lines / parquet / dataset directory", default="")
     test_file: str = doc("held-out prompts for evaluation (empty = no evaluation)", default="")
     prompt_column: str = doc("column holding the problem text", default="problem")
-    answer_column: str = doc("column holding the reference answer", default="answer")
+    answer_column: str = doc("column holding the gold answer", default="answer")
     prompt_template: str = doc(
         "'auto' (chat template if the tokenizer has one, else plain), 'chat', 'plain', "
         "or a format string with {problem}",
@@ -139,8 +139,9 @@ class GVMConfig:
         default="embedding",
     )
     grad_norm_reduction: Literal["sum", "mean"] = doc(
-        "G_i of the summed response log-likelihood (sum, the reference) or of its per-token "
-        "mean (mean: G_i / T, independent of response length, as a token_mean loss weighs it)",
+        "G_i of the summed response log-likelihood (sum, as the RLHFlow implementation) or of "
+        "its per-token mean (mean: G_i / T, independent of response length, as a token_mean "
+        "loss weighs it)",
         default="sum",
     )
     gvm_use_grad_norms: bool = doc(
@@ -172,7 +173,7 @@ class GVMConfig:
         "Beta(a, b) prior of p_i, posterior mean (accepted + a) / (k + a + b); a prompt with 0 "
         "of k accepted then has p_i > 0 and, G_i being unobserved, its last observed G_i or the "
         "batch's median G_i, so it can still get samples; (0, 0) = the plain ratio (and G_i = 0, "
-        "the reference)",
+        "as the RLHFlow implementation)",
         default=(0.0, 0.0),
     )
     stats_decay: float = doc(
@@ -189,25 +190,27 @@ class GVMConfig:
     epsilon: float = doc("lower clip range of the importance ratio", default=0.2)
     epsilon_high: float = doc("upper clip range of the importance ratio", default=0.2)
     dual_clip: float | None = doc("dual-clip constant c for negative advantages", default=3.0)
-    beta: float = doc("KL coefficient to the reference policy (k3 estimator)", default=1e-3)
+    beta: float = doc(
+        "KL coefficient to the KL model (k3 estimator; reference_model chooses it)", default=1e-3
+    )
     old_logprobs: Literal["auto", "sampler", "recompute"] = doc(
         "pi_old of the clipped losses: the sampler's log-probs, or recomputed by the training "
-        "model (one extra forward, as the reference; under bf16 vLLM the two differ); auto = "
-        "recompute with rollout_backend=vllm, the sampler's otherwise",
+        "model (one extra forward, as the RLHFlow implementation; under bf16 vLLM the two "
+        "differ); auto = recompute with rollout_backend=vllm, the sampler's otherwise",
         default="auto",
     )
     reference_model: Literal["initial", "iteration_start"] = doc(
-        "KL reference: the initial model, or the policy at the start of each EM iteration (the "
-        "reference implementation, which restarts every iteration from its checkpoint)",
+        "the KL model: the initial model, or the policy at the start of each EM iteration (the "
+        "RLHFlow implementation, which restarts every iteration from its checkpoint)",
         default="initial",
     )
     reset_optimizer_each_iteration: bool = doc(
         "start AdamW's moments and the learning-rate warm-up afresh every EM iteration, as the "
-        "reference does (one optimizer for the whole run when false)",
+        "RLHFlow implementation does (one optimizer for the whole run when false)",
         default=False,
     )
     singleton_advantage: Literal["reward", "zero"] = doc(
-        "GRPO group of one: advantage = reward (reference) or 0", default="reward"
+        "GRPO group of one: advantage = reward (the RLHFlow implementation) or 0", default="reward"
     )
 
     # LoRA (peft; TRL's names)
@@ -356,8 +359,8 @@ def validate(config: GVMConfig) -> None:
             f"{floor} samples (min_generations, or stage1_samples with reuse_stage1) and the "
             f"budget is num_generations ({config.num_generations}) per prompt, so every prompt "
             "would get exactly that (a uniform allocation). Lower stage1_samples or "
-            "min_generations, raise num_generations, or set reuse_stage1=false (the reference "
-            "pipeline: stage 1 only estimates)"
+            "min_generations, raise num_generations, or set reuse_stage1=false (the RLHFlow "
+            "implementation's pipeline: stage 1 only estimates)"
         )
     if config.max_generations is not None and config.max_generations < config.num_generations:
         raise ConfigError(

@@ -180,8 +180,8 @@ def render_prompt(
     """The text the model is conditioned on.
 
     template: "chat" (the tokenizer's chat template, system prompt appended to the user turn as
-    in the reference), "plain" ("{problem}\\n"), "auto" (chat when the tokenizer has one), or a
-    format string containing {problem}.
+    in the RLHFlow implementation), "plain" ("{problem}\\n"), "auto" (chat when the tokenizer
+    has one), or a format string containing {problem}.
     """
     if isinstance(problem, list):  # a conversation: the chat template, whatever the template
         if not getattr(tokenizer, "chat_template", None):

@@ -150,8 +150,8 @@ def teacher_forced_log_probs(
     micro_batch_size: int,
 ) -> list[list[float]]:
     """log pi(token) of each sample's response tokens under ``model`` (one forward per
-    micro-batch): pi_old as the reference computes it, with the training model rather than
-    the sampler."""
+    micro-batch): pi_old as the RLHFlow implementation computes it, with the training model
+    rather than the sampler."""
     values: list[list[float]] = []
     device = next(model.parameters()).device
     for start in range(0, len(samples), micro_batch_size):

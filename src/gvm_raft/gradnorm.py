@@ -1,7 +1,7 @@
 """Per-sample gradient norms of the summed response log-likelihood, in batches.
 
 For sample s with response tokens y_1..y_T, G_s = ||grad_theta sum_t log pi_theta(y_t | x, y_<t)||_2
-with theta one parameter group: "embedding" (the input embedding matrix, as in the reference
+with theta one parameter group: "embedding" (the input embedding matrix, as in the RLHFlow
 implementation), "lm_head" (the output projection), "lora" (a LoRA adapter's matrices) or "all"
 (every trained parameter). A frozen group (the embedding under LoRA) is measured all the same.
 Tied weights count once, with the gradient of every use (a tied embedding's gradient includes

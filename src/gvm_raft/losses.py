@@ -4,14 +4,14 @@ Shapes: log_probs, old_log_probs, ref_log_probs, mask are (B, T) over response t
 on real response tokens); advantages are (B,) per sample, broadcast over its tokens.
 Aggregation ("loss_type"):
 - "token_mean": sum over all tokens of the mini-batch / number of tokens of the mini-batch
-  (rejected samples count in the denominator, as in the reference's RAFT++; TRL's "dapo"
-  loss). verl's "token-mean" differs: it takes the token mean of each micro-batch and weights
+  (rejected samples count in the denominator, as in the RLHFlow implementation's RAFT++; TRL's
+  "dapo" loss). verl's "token-mean" differs: it takes the token mean of each micro-batch and weights
   it by the micro-batch's share of the mini-batch's samples, which equals this only when every
   micro-batch holds the same number of tokens;
 - "sequence_mean": mean over samples of each sample's token mean.
 Response tokens include the closing EOS token (trained, as in TRL and verl; gvm-raft's G_i
-counts it too, the reference's G_i leaves it out). A micro-batch of a larger mini-batch passes
-``normaliser`` (the mini-batch's token count for token_mean, its sample count for
+counts it too, the RLHFlow implementation's G_i leaves it out). A micro-batch of a larger
+mini-batch passes ``normaliser`` (the mini-batch's token count for token_mean, its sample count for
 sequence_mean) so that accumulated gradients equal the mini-batch's.
 """
 
@@ -132,7 +132,7 @@ def grpo_advantages(
     """(r - mean_g) / (std_g + eps) within each group g (all responses of one prompt), with the
     unbiased standard deviation; groups may differ in size. A zero-variance group gets 0.
     A group of one has no spread: "reward" uses baseline 0 and scale 1 (advantage = reward, the
-    reference implementation's behaviour), "zero" gives it advantage 0."""
+    RLHFlow implementation's behaviour), "zero" gives it advantage 0."""
     if singleton not in ("reward", "zero"):
         raise ValueError(f"singleton must be 'reward' or 'zero'; got {singleton!r}")
     r = torch.as_tensor(rewards, dtype=torch.float32)

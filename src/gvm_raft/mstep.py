@@ -39,7 +39,7 @@ def advantages_for(config: GVMConfig, samples: Sequence[ScoredSample]) -> torch.
 
 @dataclass
 class Learner:
-    """What an M-step updates: the model as the engine prepared it, its KL reference (None
+    """What an M-step updates: the model as the engine prepared it, its KL model (None
     without a KL term), the optimizer and learning-rate schedule, and the pad token id."""
 
     accelerator: Accelerator
@@ -143,13 +143,13 @@ class MiniBatch:
 def reference_log_probs(
     learner: Learner, ids: torch.Tensor, att: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """log pi_ref of the tokens: the reference model's, or, for a LoRA policy without one,
+    """log pi_ref of the tokens: the KL model's, or, for a LoRA policy without one,
     the policy's with its adapter switched off (the base model, no second copy held)."""
     if learner.ref_model is not None:
         return token_log_probs(learner.ref_model, ids, att, temperature)
     policy = learner.accelerator.unwrap_model(learner.model)
     if not is_adapter(policy):
-        raise RuntimeError("a KL term needs a reference model or a LoRA policy")
+        raise RuntimeError("a KL term needs a KL model or a LoRA policy")
     with policy.disable_adapter():
         return token_log_probs(learner.model, ids, att, temperature)
 

@@ -210,11 +210,11 @@ def _setup_model(
         )
     needs_reference = config.algorithm != "raft" and config.beta > 0
     with loading_whole_models(accelerator):
-        initial = given.model  # the KL reference's weights; the policy's unless resuming
+        initial = given.model  # the KL model's weights; the policy's unless resuming
         if initial is None and (checkpoint is None or needs_reference or adapter is not None):
             initial = load_causal_lm(config.model_name_or_path, attn_implementation=kernel)
         ref_model = None
-        if adapter is not None:  # the reference: the base with the adapter off (see mstep)
+        if adapter is not None:  # the KL model: the base with the adapter off (see mstep)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(stream_seed(config.seed, Stream.ADAPTER_INIT))
                 model = with_adapter(initial, adapter, source if checkpoint else None)

@@ -104,7 +104,7 @@ def fit_deepspeed_config(config: dict, micro_batch_size: int, max_grad_norm: flo
 def loading_whole_models(accelerator: Accelerator) -> Iterator[None]:
     """Load models whole on every process. transformers would otherwise build them partitioned
     under ZeRO-3 (zero.Init), or empty (on the meta device) on all but each machine's first
-    process under FSDP's cpu_ram_efficient_loading; the replica and the reference model must
+    process under FSDP's cpu_ram_efficient_loading; the replica and the KL model must
     be whole, and ``prepare`` shards the trained model itself."""
     efficient_loading = os.environ.get(FSDP_EFFICIENT_LOADING)
     os.environ[FSDP_EFFICIENT_LOADING] = "false"

@@ -3,7 +3,7 @@
 Estimates: p_i = accepted / sampled, or with a Beta(a, b) prior the posterior mean
 (accepted + a) / (sampled + a + b); G_i = mean over the prompt's accepted samples of the
 per-sample gradient norm. A visit with no accepted sample does not observe G_i:
-- plain estimates (no prior, no moving average: the reference) take G_i = 0, so such a
+- plain estimates (no prior, no moving average: the RLHFlow implementation) take G_i = 0, so such a
   prompt gets no samples (its p_i is 0 too);
 - with a prior, a prompt whose G_i was never observed takes the median of the observed G_i of
   the prompts asked about (the batch), so a 0-of-k prompt, whose smoothed p_i is > 0, can

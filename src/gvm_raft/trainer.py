@@ -245,8 +245,8 @@ def m_step_streams(run: Run, iteration: int) -> tuple[np.random.Generator, int]:
 
 
 def restart_like_the_reference(run: Run) -> None:
-    """The reference restarts every EM iteration from that iteration's checkpoint: its KL
-    reference is the policy at the iteration's start and AdamW (with its warm-up) starts
+    """The RLHFlow implementation restarts every EM iteration from that iteration's checkpoint:
+    its KL model is the policy at the iteration's start and AdamW (with its warm-up) starts
     afresh. Each behaviour is an option (reference_model, reset_optimizer_each_iteration)."""
     if run.config.reference_model == "iteration_start" and run.ref_model is not None:
         run.ref_model.load_state_dict(run.policy.state_dict())

@@ -1,4 +1,4 @@
-"""Verifier of real math answers: the last ``\\boxed{}`` compared with the reference by math-verify.
+"""Verifier of real math answers: the last ``\\boxed{}`` against the gold answer, by math-verify.
 
 Checks run in a pool of worker processes with a hard per-check time limit (see ``pool``); the
 boxed answer is extracted here first (linear time, bounded length), so megabytes of model
@@ -21,7 +21,7 @@ WARN_FRACTION = 0.05  # timeouts + failed checks in one call above this fraction
 
 
 def answers_match(prediction: str, reference: str, boxed: bool = True) -> float:
-    """1.0 when math-verify finds the prediction equivalent to the reference, else 0.0.
+    """1.0 when math-verify finds the prediction equivalent to the gold answer, else 0.0.
 
     prediction: the content of a box (boxed=True) or free text whose final expression is judged.
     Runs in a worker process (math-verify's SIGALRM timeouts work in a process's main thread).
