@@ -30,9 +30,20 @@ ParameterGroup = Literal["embedding", "lm_head", "lora", "all"]
 LossType = Literal["token_mean", "sequence_mean"]
 
 
-def doc(text: str, **kwargs: Any) -> Any:
-    """A dataclass field with its documentation in the metadata."""
-    return field(metadata={"doc": text}, **kwargs)
+INF = math.inf
+# A numeric setting's range: (low, low included, high, high included), checked before anything
+# loads; the common ones by name.
+Range = tuple[float, bool, float, bool]
+AT_LEAST_ONE: Range = (1, True, INF, False)
+NON_NEGATIVE: Range = (0, True, INF, False)
+POSITIVE: Range = (0, False, INF, False)
+FINITE: Range = (-INF, False, INF, False)
+
+
+def doc(text: str, range: Range | None = None, **kwargs: Any) -> Any:
+    """A dataclass field with its documentation and (numeric settings) its range in the
+    metadata."""
+    return field(metadata={"doc": text, "range": range}, **kwargs)
 
 
 @dataclass
@@ -41,19 +52,25 @@ class GVMConfig:
     output_dir: str = doc(
         "run directory: config, metrics, checkpoints, plots", default="runs/train"
     )
-    seed: int = doc("seed of data order, sampling and initialisation", default=0)
+    seed: int = doc(
+        "seed of data order, sampling and initialisation", default=0, range=NON_NEGATIVE
+    )
     sampling_seed_offset: int = doc(
         "added to seed for the rollout sampling only (same prompts, other samples): an A/A "
         "calibration of a comparison runs the same arm with another offset",
         default=0,
+        range=NON_NEGATIVE,
     )
-    iterations: int = doc("EM iterations (stage 1, allocate, stage 2, update)", default=10)
+    iterations: int = doc(
+        "EM iterations (stage 1, allocate, stage 2, update)", default=10, range=AT_LEAST_ONE
+    )
     resume: bool = doc("continue from the run directory's latest checkpoint", default=False)
-    keep_checkpoints: int = doc("checkpoints kept (the newest)", default=1)
+    keep_checkpoints: int = doc("checkpoints kept (the newest)", default=1, range=AT_LEAST_ONE)
     log_completions: int = doc(
         "completions written to completions.jsonl (and trackers) each iteration, drawn at random "
         "from the batch with their prompt, reward, n_i, p_i and G_i (0 = none, -1 = every one)",
         default=8,
+        range=(-1, True, INF, False),
     )
     log_with: str | None = doc(
         "accelerate trackers, comma-separated: tensorboard, wandb, ... (None = off)", default=None
@@ -85,32 +102,47 @@ class GVMConfig:
         "sum (None = 1 each)",
         default=None,
     )
-    accept_threshold: float = doc("a sample is accepted when its reward >= this", default=1.0)
+    accept_threshold: float = doc(
+        "a sample is accepted when its reward >= this", default=1.0, range=FINITE
+    )
     reward_timeout: float = doc(
         "seconds per math-verify check (reward=math), the workers' start-up excluded",
         default=5.0,
+        range=POSITIVE,
     )
 
     # Sampling
-    prompts_per_iteration: int = doc("prompts drawn per iteration (m)", default=64)
-    num_generations: int = doc("samples per prompt on average: budget N = this * m", default=8)
-    stage1_samples: int = doc("stage-1 samples per prompt (k) to estimate p_i and G_i", default=4)
+    prompts_per_iteration: int = doc(
+        "prompts drawn per iteration (m)", default=64, range=AT_LEAST_ONE
+    )
+    num_generations: int = doc(
+        "samples per prompt on average: budget N = this * m", default=8, range=AT_LEAST_ONE
+    )
+    stage1_samples: int = doc(
+        "stage-1 samples per prompt (k) to estimate p_i and G_i", default=4, range=NON_NEGATIVE
+    )
     reuse_stage1: bool = doc(
         "stage-1 samples join the batch and count towards n_i (stage 2 draws n_i - k)",
         default=True,
     )
     temperature: float = doc(
-        "sampling temperature (also used in the training log-probs)", default=1.0
+        "sampling temperature (also used in the training log-probs)", default=1.0, range=POSITIVE
     )
-    top_p: float = doc("nucleus sampling threshold", default=1.0)
-    max_completion_length: int = doc("maximum new tokens per sample", default=256)
+    top_p: float = doc("nucleus sampling threshold", default=1.0, range=(0, False, 1, True))
+    max_completion_length: int = doc(
+        "maximum new tokens per sample", default=256, range=AT_LEAST_ONE
+    )
     rollout_backend: Literal["hf", "vllm"] = doc(
         "'hf' (transformers generate, CPU or GPU) or 'vllm' (GPU engine in the trainer process)",
         default="hf",
     )
-    rollout_batch_size: int = doc("sequences per generate call (hf backend)", default=128)
+    rollout_batch_size: int = doc(
+        "sequences per generate call (hf backend)", default=128, range=AT_LEAST_ONE
+    )
     vllm_gpu_memory_utilization: float = doc(
-        "GPU memory fraction of the vLLM engine (the trainer needs the rest)", default=0.4
+        "GPU memory fraction of the vLLM engine (the trainer needs the rest)",
+        default=0.4,
+        range=(0, False, 1, True),
     )
 
     # Allocation
@@ -124,15 +156,23 @@ class GVMConfig:
         "or 'knapsack' (Knapsack-RL, from stage-1 p_i); docs/estimators.md derives each",
         default="gvm",
     )
-    gvm_alpha: float = doc("alpha of q = p + alpha / p^(beta - 1)", default=1e-3)
-    gvm_beta: float = doc("beta of q = p + alpha / p^(beta - 1)", default=2.0)
-    min_generations: int = doc("minimum samples per prompt (raised to k when reusing)", default=0)
-    max_generations: int | None = doc("maximum samples per prompt (None = no cap)", default=None)
+    gvm_alpha: float = doc(
+        "alpha of q = p + alpha / p^(beta - 1)", default=1e-3, range=NON_NEGATIVE
+    )
+    gvm_beta: float = doc("beta of q = p + alpha / p^(beta - 1)", default=2.0, range=FINITE)
+    min_generations: int = doc(
+        "minimum samples per prompt (raised to k when reusing)", default=0, range=NON_NEGATIVE
+    )
+    max_generations: int | None = doc(
+        "maximum samples per prompt (None = no cap)", default=None, range=AT_LEAST_ONE
+    )
     max_accept_rate: float = doc(
-        "prompts with a higher acceptance rate get none (1 = off)", default=1.0
+        "prompts with a higher acceptance rate get none (1 = off)",
+        default=1.0,
+        range=(0, True, 1, True),
     )
     min_expected_accepted: float = doc(
-        "prompts expected to yield fewer get none (0 = off)", default=0.0
+        "prompts expected to yield fewer get none (0 = off)", default=0.0, range=NON_NEGATIVE
     )
     grad_norm_group: ParameterGroup = doc(
         "parameters of G_i: embedding, lm_head, lora (the adapter's) or all (every trained one)",
@@ -168,7 +208,9 @@ class GVMConfig:
         "(num_generations each) until prompts_per_iteration groups remain",
         default=False,
     )
-    max_filter_rounds: int = doc("refill rounds of dynamic_filtering at most", default=3)
+    max_filter_rounds: int = doc(
+        "refill rounds of dynamic_filtering at most", default=3, range=NON_NEGATIVE
+    )
     accept_rate_prior: tuple[float, float] = doc(
         "Beta(a, b) prior of p_i, posterior mean (accepted + a) / (k + a + b); a prompt with 0 "
         "of k accepted then has p_i > 0 and, G_i being unobserved, its last observed G_i or the "
@@ -180,6 +222,7 @@ class GVMConfig:
         "EMA weight of a revisited prompt's old estimates (G_i blended only when observed, i.e. "
         "something was accepted)",
         default=0.0,
+        range=(0, True, 1, False),
     )
 
     # Algorithm
@@ -187,11 +230,19 @@ class GVMConfig:
     loss_type: LossType = doc(
         "token_mean (over all the mini-batch's tokens) or sequence_mean", default="token_mean"
     )
-    epsilon: float = doc("lower clip range of the importance ratio", default=0.2)
-    epsilon_high: float = doc("upper clip range of the importance ratio", default=0.2)
-    dual_clip: float | None = doc("dual-clip constant c for negative advantages", default=3.0)
+    epsilon: float = doc(
+        "lower clip range of the importance ratio", default=0.2, range=NON_NEGATIVE
+    )
+    epsilon_high: float = doc(
+        "upper clip range of the importance ratio", default=0.2, range=NON_NEGATIVE
+    )
+    dual_clip: float | None = doc(
+        "dual-clip constant c for negative advantages", default=3.0, range=(1, False, INF, False)
+    )
     beta: float = doc(
-        "KL coefficient to the KL model (k3 estimator; reference_model chooses it)", default=1e-3
+        "KL coefficient to the KL model (k3 estimator; reference_model chooses it)",
+        default=1e-3,
+        range=NON_NEGATIVE,
     )
     old_logprobs: Literal["auto", "sampler", "recompute"] = doc(
         "pi_old of the clipped losses: the sampler's log-probs, or recomputed by the training "
@@ -218,9 +269,13 @@ class GVMConfig:
         "train a LoRA adapter instead of the whole model (checkpoints hold the adapter)",
         default=False,
     )
-    lora_r: int = doc("LoRA rank", default=16)
-    lora_alpha: int = doc("LoRA scaling numerator (the update is scaled by alpha / r)", default=32)
-    lora_dropout: float = doc("dropout on the LoRA branch's input", default=0.05)
+    lora_r: int = doc("LoRA rank", default=16, range=AT_LEAST_ONE)
+    lora_alpha: int = doc(
+        "LoRA scaling numerator (the update is scaled by alpha / r)", default=32, range=AT_LEAST_ONE
+    )
+    lora_dropout: float = doc(
+        "dropout on the LoRA branch's input", default=0.05, range=(0, True, 1, False)
+    )
     lora_target_modules: tuple[str, ...] | None = doc(
         "module names that get adapters (None = peft's default for the architecture, e.g. "
         "q_proj and v_proj for Llama; ['all-linear'] = every linear layer but the output)",
@@ -228,10 +283,10 @@ class GVMConfig:
     )
 
     # Optimisation
-    learning_rate: float = doc("AdamW learning rate", default=1e-6)
-    weight_decay: float = doc("AdamW weight decay", default=0.01)
-    warmup_steps: int = doc("linear warm-up steps, then constant", default=0)
-    max_grad_norm: float = doc("gradient clipping norm", default=1.0)
+    learning_rate: float = doc("AdamW learning rate", default=1e-6, range=NON_NEGATIVE)
+    weight_decay: float = doc("AdamW weight decay", default=0.01, range=NON_NEGATIVE)
+    warmup_steps: int = doc("linear warm-up steps, then constant", default=0, range=NON_NEGATIVE)
+    max_grad_norm: float = doc("gradient clipping norm", default=1.0, range=POSITIVE)
     mixed_precision: Literal["no", "bf16", "fp16"] = doc(
         "accelerate autocast for forward/backward (fp32 master weights)", default="no"
     )
@@ -249,17 +304,28 @@ class GVMConfig:
         "samples per optimizer step: ceil(batch / this) steps per epoch for every arm (RAFT "
         "splits its accepted samples into as many steps)",
         default=64,
+        range=AT_LEAST_ONE,
     )
-    micro_batch_size: int = doc("samples per forward/backward (gradient accumulation)", default=16)
-    ppo_epochs: int = doc("passes over each iteration's batch", default=1)
+    micro_batch_size: int = doc(
+        "samples per forward/backward (gradient accumulation)", default=16, range=AT_LEAST_ONE
+    )
+    ppo_epochs: int = doc("passes over each iteration's batch", default=1, range=AT_LEAST_ONE)
 
     # Evaluation
-    eval_samples: int = doc("samples per test prompt at eval_temperature", default=4)
-    eval_temperature: float = doc("temperature of the sampled evaluation", default=1.0)
+    eval_samples: int = doc(
+        "samples per test prompt at eval_temperature", default=4, range=NON_NEGATIVE
+    )
+    eval_temperature: float = doc(
+        "temperature of the sampled evaluation", default=1.0, range=NON_NEGATIVE
+    )
     eval_greedy: bool = doc("also report greedy accuracy", default=True)
-    eval_max_prompts: int | None = doc("cap on test prompts (None = all)", default=None)
+    eval_max_prompts: int | None = doc(
+        "cap on test prompts (None = all)", default=None, range=AT_LEAST_ONE
+    )
     eval_every: int = doc(
-        "evaluate every this many iterations (iteration 0 and the last always)", default=1
+        "evaluate every this many iterations (iteration 0 and the last always)",
+        default=1,
+        range=AT_LEAST_ONE,
     )
 
     def __post_init__(self) -> None:
@@ -303,7 +369,9 @@ def config_markdown() -> str:
     """docs/configuration.md: every setting with its default and meaning, from GVMConfig
     (regenerate with ``python -m gvm_raft.config > docs/configuration.md``; a test checks it)."""
     rows = [
-        f"| `{f.name}` | `{f.default!r}` | {f.metadata['doc'].replace('|', '/')} |"
+        f"| `{f.name}` | `{f.default!r}` | {f.metadata['doc'].replace('|', '/')} | "
+        + (f"must {_range_text(*f.metadata['range'])}" if f.metadata["range"] else "")
+        + " |"
         for f in dataclasses.fields(GVMConfig)
     ]
     return "\n".join(
@@ -316,8 +384,8 @@ def config_markdown() -> str:
             "the same list. An unknown key is refused with the closest valid one; numeric keys "
             "are checked against their ranges before anything loads.",
             "",
-            "| key | default | meaning |",
-            "|---|---|---|",
+            "| key | default | meaning | range |",
+            "|---|---|---|---|",
             *rows,
             "",
         ]
@@ -380,58 +448,10 @@ def validate(config: GVMConfig) -> None:
         )
 
 
-INF = math.inf
-# Every numeric setting's valid range: (low, low included, high, high included). NaN and
-# infinite values are outside every range; None (where a setting allows it) means "off".
-RANGES: dict[str, tuple[float, bool, float, bool]] = {
-    **dict.fromkeys(
-        [
-            "iterations",
-            "prompts_per_iteration",
-            "num_generations",
-            "max_completion_length",
-            "rollout_batch_size",
-            "mini_batch_size",
-            "micro_batch_size",
-            "ppo_epochs",
-            "keep_checkpoints",
-            "eval_every",
-            "max_generations",
-            "eval_max_prompts",
-            "lora_r",
-            "lora_alpha",
-        ],
-        (1, True, INF, False),
-    ),
-    **dict.fromkeys(
-        [
-            "seed",
-            "sampling_seed_offset",
-            "stage1_samples",
-            "min_generations",
-            "warmup_steps",
-            "eval_samples",
-            "max_filter_rounds",
-            "beta",
-            "learning_rate",
-            "weight_decay",
-            "gvm_alpha",
-            "min_expected_accepted",
-            "epsilon",
-            "epsilon_high",
-            "eval_temperature",
-        ],
-        (0, True, INF, False),
-    ),
-    **dict.fromkeys(["temperature", "max_grad_norm", "reward_timeout"], (0, False, INF, False)),
-    **dict.fromkeys(["accept_threshold", "gvm_beta"], (-INF, False, INF, False)),
-    "dual_clip": (1, False, INF, False),
-    "lora_dropout": (0, True, 1, False),
-    "log_completions": (-1, True, INF, False),
-    "max_accept_rate": (0, True, 1, True),
-    "top_p": (0, False, 1, True),
-    "vllm_gpu_memory_utilization": (0, False, 1, True),
-    "stats_decay": (0, True, 1, False),
+# Every numeric setting's range, from its field. NaN and infinite values are outside every
+# range; None (where a setting allows it) means "off".
+RANGES: dict[str, Range] = {
+    f.name: f.metadata["range"] for f in dataclasses.fields(GVMConfig) if f.metadata["range"]
 }
 
 
