@@ -31,14 +31,14 @@ def sample_metrics(
     stage1: Groups,
     stage2: Groups,
     groups: Groups,
+    counts: Mapping[str, int],
     totals: Mapping[str, float],
     reward_checks: Mapping[str, float],
 ) -> dict[str, float]:
-    """Generation counts and acceptance per stage, the verifier's checks so far, rewards and
-    acceptance of the M-step's groups, and the cumulative counts (``totals``, this iteration
-    included)."""
+    """Generation counts (``counts``: ``generation_counts`` of the two stages) and acceptance
+    per stage, the verifier's checks so far, rewards and acceptance of the M-step's groups, and
+    the cumulative counts (``totals``, this iteration included)."""
     out: dict[str, float] = {}
-    counts = generation_counts(stage1, stage2)
     for name, stage in (("stage1", stage1), ("stage2", stage2)):
         flat = [s for g in stage for s in g]
         out[f"samples/{name}"] = counts[f"samples/{name}"]

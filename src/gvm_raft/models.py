@@ -124,9 +124,8 @@ def _plain_from_gguf(
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config._name_or_path = str(directory / name)  # what a LoRA adapter records as its base
     plain = AutoModelForCausalLM.from_config(config, dtype=dtype, **kernel)
-    plain.config._name_or_path = config._name_or_path
+    plain.config._name_or_path = str(directory / name)  # what a LoRA adapter records as its base
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
     return plain

@@ -111,13 +111,12 @@ def accuracy_panels(axes: Sequence[Any], results: dict[str, list[list[dict]]]) -
     axes[0].legend(fontsize=8)
 
 
-def allocation_panel(ax: Any, run_dir: Path, uniform_size: int | None = None) -> bool:
+def allocation_panel(
+    ax: Any, run_dir: Path, rows: list[dict], uniform_size: int | None = None
+) -> None:
     """Samples n_i against the estimated acceptance rate p_i over every iteration of a run
-    (allocations.jsonl), coloured by the gradient norm G_i, with uniform's n per prompt as a
-    line; False when the run logged no allocation."""
-    rows = read_allocations(run_dir)
-    if not rows:
-        return False
+    (``rows``: its allocations.jsonl), coloured by the gradient norm G_i, with uniform's n per
+    prompt as a line."""
     accept = [p for row in rows for p in row["accept_rate"]]
     sizes = [n for row in rows for n in row["n_samples"]]
     norms = [g for row in rows for g in row["grad_norm"]]
@@ -130,7 +129,6 @@ def allocation_panel(ax: Any, run_dir: Path, uniform_size: int | None = None) ->
     ax.set_ylabel("samples n_i")
     ax.set_title(f"where {run_label(run_dir)} put its samples", fontsize=9)
     ax.grid(alpha=0.3)
-    return True
 
 
 def plot_accuracy(run_dirs: list[Path], out: Path) -> Path:
@@ -148,12 +146,12 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> Path:
 def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
     """allocation_vs_accept_rate.png: one allocation panel per run that logged allocations."""
     plt = pyplot()
-    logged = [d for d in run_dirs if read_allocations(d)]
+    logged = [(d, rows) for d in run_dirs if (rows := read_allocations(d))]
     if not logged:
         return None
     fig, axes = plt.subplots(1, len(logged), figsize=(5 * len(logged), 4), squeeze=False)
-    for ax, run_dir in zip(axes[0], logged, strict=True):
-        allocation_panel(ax, run_dir)
+    for ax, (run_dir, rows) in zip(axes[0], logged, strict=True):
+        allocation_panel(ax, run_dir, rows)
     fig.tight_layout()
     path = out / "allocation_vs_accept_rate.png"
     fig.savefig(path, dpi=120)
@@ -169,7 +167,7 @@ def plot_comparison(
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     accuracy_panels(axes[:2], results)
-    allocation_panel(axes[2], allocated, uniform_size)
+    allocation_panel(axes[2], allocated, read_allocations(allocated), uniform_size)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -192,12 +192,13 @@ def run_iteration(run: Run, iteration: int) -> dict:
     # Record
     record_allocation(run, iteration, batch.rows, estimates, n_samples, allocation.fallback)
     record_completions(run, iteration, batch.rows, groups, estimates)
-    for key, count in generation_counts(stage1, stage2 + refills).items():
+    generated = generation_counts(stage1, stage2 + refills)
+    for key, count in generated.items():
         run.totals[key] += count
     checks = getattr(run.reward_fn, "counts", {})  # a verifier's checks so far (reward=math)
     return (
         {"iteration": iteration, "epoch": ((iteration - 1) * batch.size) // len(run.train_rows)}
-        | sample_metrics(stage1, stage2 + refills, kept, run.totals, checks)
+        | sample_metrics(stage1, stage2 + refills, kept, generated, run.totals, checks)
         | allocation_metrics(n_samples, stage2_n_samples, estimates, allocation.fallback)
         | filtering
         | process_load_metrics(stage2_n_samples, run.accelerator.num_processes)

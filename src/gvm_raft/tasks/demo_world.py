@@ -85,8 +85,7 @@ def prepare_demo_world(
     config = config or DemoWorldConfig()
     out = Path(out_dir)
     if not force and _built_from(out) == _as_json(config):
-        report = json.loads((out / "report.json").read_text())
-        return report | {"cached": True}
+        return _cached_report(out)
     with building_dir(out) as staging:
         report = _build(staging, config, progress)
     return report | {"cached": False}
@@ -198,11 +197,10 @@ def open_world(
     ``config`` built (or reused) in ``world_dir``, or, without a config, the complete world
     already there (whatever it was built from) or the default one built there."""
     if world_dir is None:
-        world_dir = shipped_world()
-    elif config is not None or _built_from(Path(world_dir)) is None:
+        return shipped_world(), _cached_report(shipped_world())
+    if config is not None or _built_from(Path(world_dir)) is None:
         return Path(world_dir), prepare_demo_world(world_dir, config, progress=progress)
-    world = Path(world_dir)
-    return world, json.loads((world / "report.json").read_text()) | {"cached": True}
+    return Path(world_dir), _cached_report(Path(world_dir))
 
 
 def ship_world(world_dir: str | Path, destination: str | Path | None = None) -> Path:
@@ -269,6 +267,11 @@ def headroom(
 
 def _as_json(config: DemoWorldConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _cached_report(out: Path) -> dict:
+    """The report of the complete world already in ``out``."""
+    return json.loads((out / "report.json").read_text()) | {"cached": True}
 
 
 def _built_from(out: Path) -> dict | None:
