@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -229,6 +230,23 @@ def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
         reuse_from=[out, sweep],
     )
     assert changed == {} and not (other / "runs").exists()  # other settings: not a twin
+    # a finished run of another arm name with the same settings is a twin too
+    renamed = tmp_path / "renamed"
+    (renamed / "runs/raft++").mkdir(parents=True)
+    shutil.copytree(out / "runs/raft++/uniform", renamed / "runs/raft++/uniform-steps-x1")
+    linked = run_arms(
+        arms[:1],
+        [0],
+        bundled_config("convergence.yaml"),
+        tmp_path / "mini-batch",
+        overrides,
+        False,
+        False,
+        reuse_from=[renamed],
+    )
+    assert linked == {"raft++/uniform": results["raft++/uniform"]}
+    link = tmp_path / "mini-batch/runs/raft++/uniform/seed-0"
+    assert link.resolve() == (renamed / "runs/raft++/uniform-steps-x1/seed-0").resolve()
 
 
 def test_compare_command_runs_paired_arms_and_reports(tiny_overrides, tmp_path, capsys):

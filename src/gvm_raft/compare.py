@@ -202,15 +202,19 @@ def _run_dir(out_dir: Path, arm: Arm, seed: int) -> Path:
 def _finished_twin(
     config: GVMConfig, arm: Arm, seed: int, comparisons: Sequence[Path]
 ) -> Path | None:
-    """The first finished run of this arm and seed in one of the comparison directories that
-    was trained with the same settings as config (up to where it is written and what it logs)."""
+    """The first finished run of this algorithm and seed in one of the comparison directories
+    that was trained with the same settings as config (up to where it is written and what it
+    logs): the same arm's first, then any other arm's (a sweep's uniform at mini_batch_size=8 is
+    the comparison's uniform-steps-x8)."""
     for comparison in comparisons:
-        candidate = _run_dir(comparison, arm, seed).resolve()
-        if len(read_metrics(candidate)) != config.iterations + 1:
-            continue
-        saved = read_config(candidate)
-        if not differing_settings(saved, config, BOOKKEEPING_SETTINGS):
-            return candidate
+        same_arm = _run_dir(comparison, arm, seed)
+        others = sorted(same_arm.parent.parent.glob(f"*/seed-{seed}"))
+        for candidate in [same_arm, *(c for c in others if c != same_arm)]:
+            candidate = candidate.resolve()
+            if len(read_metrics(candidate)) != config.iterations + 1:
+                continue
+            if not differing_settings(read_config(candidate), config, BOOKKEEPING_SETTINGS):
+                return candidate
     return None
 
 
