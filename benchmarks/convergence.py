@@ -1,11 +1,12 @@
 """Convergence of GVM against uniform allocation (and Knapsack-RL, DAPO filtering, ablations).
 
 From one base model and one train/test split (the embedded world shipped with the package, or
---world), trains every
-arm for every seed with the same stage-2 budget, iterations and optimizer steps per iteration,
-then writes results.md (per algorithm: final/best accuracy, mean accuracy over iterations and
-its paired difference from uniform, step- and compute-matched speed-ups against uniform, each
-with a 95% bootstrap interval over seeds, optimizer steps, estimated gradient variance, the
+--world; --world-config families builds the second world, whose prompt families share no
+skill, in runs/worlds/families unless --world says where), trains every arm for every seed
+with the same stage-2 budget, iterations and optimizer steps per iteration, then writes
+results.md (per algorithm: final/best accuracy, mean accuracy over iterations and its paired
+difference from uniform, step- and compute-matched speed-ups against uniform, each with a 95%
+bootstrap interval over seeds, optimizer steps, estimated gradient variance, the
 evaluation's standard error) and PNG plots into --out. The main arms (uniform, GVM and the A/A
 calibration uniform-aa: uniform with other sampling seeds) run --seeds; Knapsack-RL, DAPO and
 the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM (or
@@ -31,14 +32,8 @@ from gvm_raft.compare import ARM_STRATEGIES, ablations, make_arms, run_arms
 from gvm_raft.compare_report import write_results, write_sweep
 from gvm_raft.config import load_config
 from gvm_raft.demo import bundled_config
-from gvm_raft.tasks.demo_world import (
-    DemoWorldConfig,
-    format_world_report,
-    open_world,
-    world_overrides,
-)
+from gvm_raft.tasks.demo_world import WORLDS, format_world_report, open_world, world_overrides
 
-BENCH_WORLD = DemoWorldConfig()
 MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
 
 
@@ -56,6 +51,12 @@ def main() -> None:
         type=Path,
         default=None,
         help="a world directory, built when missing (default: the world shipped with the package)",
+    )
+    parser.add_argument(
+        "--world-config",
+        choices=sorted(WORLDS),
+        default="chains",
+        help="the world to build in --world: chains (the shipped one) or families",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/convergence"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -126,7 +127,9 @@ def main() -> None:
     if args.reuse is None:
         args.reuse = [Path("runs/convergence")]
     start = time.perf_counter()
-    world_dir, report = open_world(args.world, BENCH_WORLD)
+    if args.world is None and args.world_config != "chains":
+        args.world = Path("runs/worlds") / args.world_config
+    world_dir, report = open_world(args.world, WORLDS[args.world_config] if args.world else None)
     print(format_world_report(report, world_dir), flush=True)
     base = bundled_config("convergence.yaml")
     world = world_overrides(world_dir)

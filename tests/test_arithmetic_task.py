@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -17,13 +18,21 @@ from gvm_raft.rewards.arithmetic import arithmetic_reward
 from gvm_raft.tasks.arithmetic import (
     CHAIN_LEVELS,
     DEFAULT_LEVELS,
+    FAMILY_LEVELS,
     Level,
     format_prompt,
     generate_splits,
+    in_symbols,
     slip,
     with_step_errors,
 )
-from gvm_raft.tasks.demo_world import format_world_report, headroom, prepare_demo_world
+from gvm_raft.tasks.demo_world import (
+    FAMILIES_WORLD,
+    format_world_report,
+    headroom,
+    prepare_demo_world,
+    world_overrides,
+)
 
 SIZES = {"test": 150, "train": 300, "sft": 3000}
 
@@ -87,6 +96,45 @@ def test_chain_levels_stay_in_range_and_every_step_is_right():
                 assert following[0] == result
         assert boxed == f"\\boxed{{{row['answer']}}}"
         assert int(sympy.sympify(row["problem"])) == int(row["answer"])
+
+
+def test_families_write_the_same_chains_in_symbols_no_other_family_uses():
+    rows = generate_splits({"train": 1200}, seed=4, levels=FAMILY_LEVELS)["train"]
+    shared = set("()=\n\\boxed{}")
+    tokens: dict[str, set[str]] = {}
+    for row in rows:
+        level = FAMILY_LEVELS[row["difficulty"] - 1]
+        written = in_symbols(row, level)
+        assert written["family"] == level.family and written["difficulty"] == row["difficulty"]
+        back = str.maketrans(level.symbols, "0123456789+-*")
+        for key in ("problem", "answer", "solution"):
+            assert written[key].translate(back) == row[key]  # the decimal row, letter for letter
+            tokens.setdefault(level.family, set()).update(set(written[key]) - shared)
+        assert int(sympy.sympify(row["problem"])) == int(row["answer"])
+    assert len(tokens) == 4
+    for family, used in tokens.items():
+        others = set().union(*(t for name, t in tokens.items() if name != family))
+        assert used and not used & others, family
+    assert {(level.family, level.ops) for level in FAMILY_LEVELS} == {
+        (family, ops) for family in tokens for ops in (2, 4, 6)
+    }
+    rates = [level.step_error_rate for level in FAMILY_LEVELS]
+    assert len(set(rates)) == 4  # each family slips at its own rate
+
+
+def test_a_families_world_verifies_its_answers_in_their_own_symbols(tmp_path):
+    tiny = dataclasses.replace(
+        TINY_WORLD, levels=FAMILIES_WORLD.levels, reward=FAMILIES_WORLD.reward
+    )
+    report = prepare_demo_world(tmp_path, tiny, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "data/test.jsonl").read_text().splitlines()]
+    assert {row["family"] for row in rows} <= {level.family for level in FAMILY_LEVELS}
+    by_family = report["test_headroom_by_family"]
+    assert by_family["all"] == report["test_headroom"]["all"]
+    assert sum(by_family[row["family"]]["prompts"] for row in rows) / len(rows) >= 1
+    assert sum(v["prompts"] for k, v in by_family.items() if k != "all") == len(rows)
+    assert "family prompts" in format_world_report(report, tmp_path)
+    assert world_overrides(tmp_path)[-1] == "reward=exact"
 
 
 def test_slip_changes_exactly_one_digit_and_keeps_the_sign():

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from gvm_raft.rewards import load_reward
-from gvm_raft.rewards.arithmetic import arithmetic_reward
+from gvm_raft.rewards.arithmetic import arithmetic_reward, exact_reward
 from gvm_raft.rewards.boxed import last_boxed
 
 
@@ -45,6 +45,23 @@ def test_last_boxed(text, expected):
 )
 def test_arithmetic_reward(completion, answer, reward):
     assert arithmetic_reward(completion, answer) == reward
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer", "reward"),
+    [
+        ("bc&d=bf\n\\boxed{bf}", "bf", 1.0),
+        ("\\boxed{ bf }", "bf", 1.0),
+        ("\\boxed{bf}", " bf\n", 1.0),
+        ("\\boxed{BF}", "bf", 0.0),  # exact: another family's digits are another answer
+        ("\\boxed{019}", "19", 0.0),  # exact text, not the number
+        ("bf", "bf", 0.0),
+        ("\\boxed{bf} \\boxed{bg}", "bf", 0.0),
+    ],
+)
+def test_exact_reward_compares_the_boxed_text(completion, answer, reward):
+    assert exact_reward(completion, answer) == reward
+    assert load_reward("exact")(["p"], [completion], [answer]) == [reward]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gvm_raft.models import load_causal_lm, load_tokenizer
+from gvm_raft.rewards import BUILT_IN
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.tasks.arithmetic import generate_splits
@@ -60,10 +61,20 @@ def test_the_shipped_model_has_the_accuracy_its_report_states():
         load_causal_lm(world / "model"), load_tokenizer(world / "model"), 256, progress=False
     )
     sampled = _correct_counts(
-        rollout, rows, 4, SamplingParams(temperature=1.0, max_new_tokens=96), seed=7
+        rollout,
+        rows,
+        4,
+        SamplingParams(temperature=1.0, max_new_tokens=96),
+        7,
+        BUILT_IN["arithmetic"],
     )
     greedy = _correct_counts(
-        rollout, rows, 1, SamplingParams(temperature=0.0, max_new_tokens=96), seed=7
+        rollout,
+        rows,
+        1,
+        SamplingParams(temperature=0.0, max_new_tokens=96),
+        7,
+        BUILT_IN["arithmetic"],
     )
     assert np.mean(sampled) / 4 == pytest.approx(report["pass@1"], abs=0.04)
     assert np.mean(greedy) == pytest.approx(report["greedy"], abs=0.03)

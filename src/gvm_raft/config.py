@@ -92,7 +92,9 @@ class GVMConfig:
         default="Please reason step by step, and put your final answer within \\boxed{}.",
     )
     reward: str = doc(
-        "'arithmetic', 'math' (the last \\boxed{} answer, by math-verify), 'math-unboxed' (the "
+        "'arithmetic' (the integer in the last \\boxed{}), 'exact' (the last \\boxed{} content "
+        "equals the answer's text), 'math' (the last \\boxed{} answer, by math-verify), "
+        "'math-unboxed' (the "
         "same, or without a box the final expression math-verify finds in the completion's "
         "tail), or 'module:function' (TRL-style), or several comma-separated",
         default="math",

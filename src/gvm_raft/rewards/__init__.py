@@ -1,7 +1,8 @@
 """Reward functions, TRL style: ``fn(prompts, completions, **columns) -> list[float | None]``.
 
 Dataset columns arrive as keyword lists; the reference answer is the ``answer`` keyword.
-Built in: "arithmetic" (exact integer in the last box) and "math" (math-verify in time-limited
+Built in: "arithmetic" (exact integer in the last box), "exact" (the answer's exact text in
+the last box) and "math" (math-verify in time-limited
 worker processes). Any other name is "module:function", imported like Python code (the
 working directory is on the path): a config can run code through this setting, so run only
 configs you trust.
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gvm_raft.errors import ConfigError, UserError
-from gvm_raft.rewards.arithmetic import arithmetic_reward
+from gvm_raft.rewards.arithmetic import arithmetic_reward, exact_reward
 
 RewardFn = Callable[..., list]
 
@@ -36,11 +37,20 @@ def arithmetic_reward_fn(
     ]
 
 
+def exact_reward_fn(
+    prompts: Sequence[object], completions: Sequence[object], answer: Sequence[str], **columns
+) -> list[float]:
+    return [exact_reward(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
+
+
+BUILT_IN = {"arithmetic": arithmetic_reward_fn, "exact": exact_reward_fn}
+
+
 def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
     """The reward function called ``name``; close it with ``close_reward`` when done.
     timeout: seconds per math-verify check (reward "math")."""
-    if name == "arithmetic":
-        return arithmetic_reward_fn
+    if name in BUILT_IN:
+        return BUILT_IN[name]
     if name in ("math", "math-unboxed"):
         from gvm_raft.rewards.math import MathVerifier
 
@@ -48,8 +58,8 @@ def load_reward(name: str, timeout: float = 5.0) -> RewardFn:
     module, sep, attribute = name.partition(":")
     if not sep:
         raise ConfigError(
-            "reward must be 'arithmetic', 'math', 'math-unboxed' or 'module:function'; got "
-            f"{name!r}"
+            "reward must be 'arithmetic', 'exact', 'math', 'math-unboxed' or 'module:function'; "
+            f"got {name!r}"
         )
     if os.getcwd() not in sys.path:  # a reward file in the working directory, as python -m
         sys.path.insert(0, os.getcwd())

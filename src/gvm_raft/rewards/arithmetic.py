@@ -1,4 +1,5 @@
-"""Verifier of the embedded arithmetic task: the last ``\\boxed{}`` holds the exact integer."""
+"""Verifiers of the embedded tasks: the last ``\\boxed{}`` holds the exact integer
+(``arithmetic_reward``) or the answer's exact text (``exact_reward``: answers in any symbols)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def arithmetic_reward(
     if not _INTEGER.fullmatch(boxed):
         return wrong
     return correct if int(boxed) == int(answer) else wrong
+
+
+def exact_reward(completion: str, answer: str, correct: float = 1.0, wrong: float = 0.0) -> float:
+    """``correct`` when the last boxed content, stripped, is ``answer``'s text, else ``wrong``."""
+    boxed = last_boxed(completion, max_chars=120)
+    return correct if boxed is not None and boxed.strip() == str(answer).strip() else wrong
 
 
 def check_integer_answers(answers: Sequence[str | None], source: str) -> None:

@@ -38,6 +38,10 @@ class Level:
     intermediate value stays in [0, max_value] (an addition that would leave it becomes a
     subtraction and vice versa), so a level's steps come from a small set of facts that the
     warm start sees many times: the difficulty is then the length of the chain alone.
+
+    A ``family`` writes its numbers and operators in its own ``symbols`` (``in_symbols``) and
+    may slip at its own ``step_error_rate``: families that share no digit or operator token
+    are separate skills, so learning one need not help another (``FAMILY_LEVELS``).
     """
 
     ops: int
@@ -45,6 +49,9 @@ class Level:
     operators: str = "+-*"
     start_digits: int | None = None
     max_value: int | None = None
+    family: str = ""
+    symbols: str = "0123456789+-*"  # how the digits 0-9 and the operators + - * are written
+    step_error_rate: float | None = None  # the demonstrations' slip rate (None: the world's)
 
 
 CLASSIC_LEVELS: tuple[Level, ...] = (
@@ -59,6 +66,20 @@ CHAIN_LEVELS: tuple[Level, ...] = tuple(
     Level(ops=ops, digits=1, operators="+-", max_value=19) for ops in (2, 3, 4, 5, 6, 8)
 )
 DEFAULT_LEVELS = CHAIN_LEVELS
+# Four families of the same chains (2, 4 and 6 steps on numbers up to 19), each in its own
+# digits and operators and with its own slip rate: headroom differs by family, and no token of
+# a step is shared between families (nor with the box command's letters).
+FAMILIES = (
+    ("digits", "0123456789+-*", 0.1),
+    ("lower", "fghijklmnp&%*", 0.2),
+    ("upper", "ABCDEFGHIJ<>*", 0.25),
+    ("kilo", "KLMNOPQRST^~*", 0.35),
+)
+FAMILY_LEVELS: tuple[Level, ...] = tuple(
+    Level(ops, 1, "+-", max_value=19, family=name, symbols=symbols, step_error_rate=rate)
+    for name, symbols, rate in FAMILIES
+    for ops in (2, 4, 6)
+)
 SPLITS = ("sft", "train", "test")
 
 
@@ -92,6 +113,15 @@ def _check_level(level: Level) -> None:
         raise ValueError(f"a level needs ops, digits and start_digits >= 1; got {level}")
     if not level.operators or set(level.operators) - set("+-*"):
         raise ValueError(f"a level's operators are some of '+-*'; got {level.operators!r}")
+    if (
+        len(level.symbols) != 13
+        or len(set(level.symbols)) != 13
+        or set(level.symbols) & set("\\{}()=\n")
+    ):
+        raise ValueError(
+            "a level's symbols are 13 distinct characters (digits 0-9, then + - *), none of "
+            f"\\ {{ }} ( ) = or a newline; got {level.symbols!r}"
+        )
     if level.max_value is not None:
         start = level.start_digits or level.digits
         if "*" in level.operators or level.max_value < max(10**start, 10**level.digits) - 1:
@@ -104,7 +134,8 @@ def _check_level(level: Level) -> None:
 def generate_splits(
     sizes: dict[str, int], seed: int = 0, levels: tuple[Level, ...] = DEFAULT_LEVELS
 ) -> dict[str, list[dict]]:
-    """Disjoint splits (no problem text in two splits), levels drawn uniformly, seeded.
+    """Disjoint splits (no problem text, as written in its level's symbols, in two splits),
+    levels drawn uniformly, seeded; rows stay in decimal (``in_symbols`` writes them).
 
     ``sizes`` maps split names to row counts; splits are filled in the order given.
     """
@@ -126,8 +157,9 @@ def generate_splits(
                 )
             number = rng.randrange(len(levels))
             row = make_problem(rng, levels[number], number + 1)
-            if row["problem"] not in seen:
-                seen.add(row["problem"])
+            written = to_symbols(row["problem"], levels[number])
+            if written not in seen:
+                seen.add(written)
                 rows.append(row)
         splits[name] = rows
     return splits
@@ -167,6 +199,17 @@ def slip(value: int, rng: random.Random) -> int:
     lowest = 1 if position == 0 and len(digits) > 1 else 0
     digits[position] = rng.choice([d for d in "0123456789"[lowest:] if d != digits[position]])
     return int("".join(digits)) * (-1 if value < 0 else 1)
+
+
+def to_symbols(text: str, level: Level) -> str:
+    """Decimal text written in the level's symbols (the box command stays as it is)."""
+    return text.translate(str.maketrans("0123456789+-*", level.symbols))
+
+
+def in_symbols(row: dict, level: Level) -> dict:
+    """A decimal row written in its level's symbols, with its family named when it has one."""
+    written = {key: to_symbols(row[key], level) for key in ("problem", "answer", "solution")}
+    return row | written | ({"family": level.family} if level.family else {})
 
 
 def format_prompt(problem: str) -> str:

@@ -31,6 +31,7 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -39,14 +40,16 @@ import numpy as np
 
 from gvm_raft.evaluate import pass_at_k
 from gvm_raft.fileio import atomic_write_text, building_dir, write_jsonl
-from gvm_raft.rewards.arithmetic import arithmetic_reward
+from gvm_raft.rewards import BUILT_IN, RewardFn
 from gvm_raft.rollout.base import SamplingParams
 from gvm_raft.rollout.hf import HFRollout
 from gvm_raft.tasks.arithmetic import (
     DEFAULT_LEVELS,
+    FAMILY_LEVELS,
     Level,
     format_prompt,
     generate_splits,
+    in_symbols,
     with_step_errors,
 )
 from gvm_raft.tasks.tiny_model import TinyModelConfig, build_tiny_model_for
@@ -70,9 +73,16 @@ class DemoWorldConfig:
     sft_learning_rate: float = 5e-3
     levels: tuple[Level, ...] = DEFAULT_LEVELS
     step_error_rate: float = 0.2  # per-step slip probability of the demonstrations
+    reward: str = "arithmetic"  # the built-in reward that verifies the answers
     probe_samples: int = 8  # samples per train prompt to measure acceptance rates (temperature 1)
     headroom_samples: int = 32  # samples per test prompt for pass@1 and pass@k (temperature 1)
     max_new_tokens: int = 96
+
+
+# The second world: four families of chains that share no digit or operator token, each with
+# its own slip rate (tasks/arithmetic.py FAMILY_LEVELS), answers in the family's own digits.
+FAMILIES_WORLD = DemoWorldConfig(levels=FAMILY_LEVELS, reward="exact", sft_steps=1500)
+WORLDS = {"chains": DemoWorldConfig(), "families": FAMILIES_WORLD}
 
 
 def prepare_demo_world(
@@ -99,7 +109,13 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
         levels=config.levels,
     )
     slips = random.Random(f"{config.seed}/step-errors")
-    splits["sft"] = [with_step_errors(r, config.step_error_rate, slips) for r in splits["sft"]]
+    splits["sft"] = [
+        with_step_errors(r, _level(config, r).step_error_rate or config.step_error_rate, slips)
+        for r in splits["sft"]
+    ]
+    splits = {
+        name: [in_symbols(r, _level(config, r)) for r in rows] for name, rows in splits.items()
+    }
     for name, rows in splits.items():
         write_jsonl(out / "data" / f"{name}.jsonl", rows)
     tokenizer = build_char_tokenizer()
@@ -126,14 +142,17 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     rollout = HFRollout(model, tokenizer, batch_size=256, progress=progress)
     sampled = SamplingParams(temperature=1.0, max_new_tokens=config.max_new_tokens)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=config.max_new_tokens)
+    reward = BUILT_IN[config.reward]
     train_rates = (
-        _correct_counts(rollout, splits["train"], config.probe_samples, sampled, config.seed)
+        _correct_counts(
+            rollout, splits["train"], config.probe_samples, sampled, config.seed, reward
+        )
         / config.probe_samples
     )
     test_correct = _correct_counts(
-        rollout, splits["test"], config.headroom_samples, sampled, config.seed
+        rollout, splits["test"], config.headroom_samples, sampled, config.seed, reward
     )
-    test_greedy = _correct_counts(rollout, splits["test"], 1, greedy, config.seed)
+    test_greedy = _correct_counts(rollout, splits["test"], 1, greedy, config.seed, reward)
     counts, _ = np.histogram(train_rates, bins=HISTOGRAM_EDGES)
     report = {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -161,6 +180,18 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
             test_correct,
             test_greedy,
             config.headroom_samples,
+        ),
+        **(
+            {
+                "test_headroom_by_family": headroom(
+                    [row["family"] for row in splits["test"]],
+                    test_correct,
+                    test_greedy,
+                    config.headroom_samples,
+                )
+            }
+            if any(level.family for level in config.levels)
+            else {}
         ),
         "sft_seconds": round(sft_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
@@ -217,37 +248,48 @@ def ship_world(world_dir: str | Path, destination: str | Path | None = None) -> 
 
 
 def world_overrides(out_dir: str | Path) -> list[str]:
-    """The config overrides that point a run at a world: its model and train/test files."""
+    """The config overrides that point a run at a world: its model, train/test files and
+    reward."""
     world = Path(out_dir)
+    built = _built_from(world) or {}
     return [
         f"model_name_or_path={world / 'model'}",
         f"train_file={world / 'data' / 'train.jsonl'}",
         f"test_file={world / 'data' / 'test.jsonl'}",
+        f"reward={built.get('reward', DemoWorldConfig.reward)}",
     ]
 
 
 def _correct_counts(
-    rollout: HFRollout, rows: list[dict], k: int, params: SamplingParams, seed: int
+    rollout: HFRollout,
+    rows: list[dict],
+    k: int,
+    params: SamplingParams,
+    seed: int,
+    reward: RewardFn,
 ) -> np.ndarray:
     """Correct answers among k samples, per row."""
-    samples = rollout.generate(
-        [format_prompt(r["problem"]) for r in rows], [k] * len(rows), params, seed
-    )
+    prompts = [format_prompt(r["problem"]) for r in rows]
+    samples = rollout.generate(prompts, [k] * len(rows), params, seed)
     return np.array(
         [
-            sum(arithmetic_reward(s.text, row["answer"]) for s in group)
-            for group, row in zip(samples, rows, strict=True)
+            sum(reward([prompt] * k, [s.text for s in group], [row["answer"]] * k))
+            for group, row, prompt in zip(samples, rows, prompts, strict=True)
         ]
     )
 
 
+def _level(config: DemoWorldConfig, row: dict) -> Level:
+    return config.levels[row["difficulty"] - 1]
+
+
 def headroom(
-    difficulty: list[int], correct: np.ndarray, greedy: np.ndarray, samples: int
+    difficulty: Sequence[int | str], correct: np.ndarray, greedy: np.ndarray, samples: int
 ) -> dict[str, dict]:
-    """Per difficulty level and over all prompts: prompt count, pass@k for k = 1, 2, 4, ...
-    up to ``samples`` (unbiased, from ``correct`` of ``samples`` per prompt; pass@1 is the mean
-    accuracy at temperature 1) and greedy accuracy. Reinforcement from the model's own samples
-    can only raise pass@1 towards what pass@k already finds."""
+    """Per difficulty level (or family) and over all prompts: prompt count, pass@k for
+    k = 1, 2, 4, ... up to ``samples`` (unbiased, from ``correct`` of ``samples`` per prompt;
+    pass@1 is the mean accuracy at temperature 1) and greedy accuracy. Reinforcement from the
+    model's own samples can only raise pass@1 towards what pass@k already finds."""
     levels = np.array(difficulty)
     ks = [2**j for j in range(samples.bit_length()) if 2**j <= samples]
     groups = {str(level): levels == level for level in sorted(set(difficulty))}
@@ -291,13 +333,19 @@ def format_world_report(report: dict, out_dir: str | Path) -> str:
         f"  headroom on the test prompts ({report['headroom_samples']} samples each at "
         "temperature 1; RL from own samples can raise pass@1 towards pass@k):",
     ]
-    table = report["test_headroom"]
-    keys = [key for key in table["all"] if key != "prompts"]
-    lines.append(f"    {'level':>5} {'prompts':>7} " + " ".join(f"{key:>7}" for key in keys))
-    for level, row in table.items():
-        lines.append(
-            f"    {level:>5} {row['prompts']:>7} " + " ".join(f"{row[key]:>7.3f}" for key in keys)
-        )
+    for name, table in [
+        ("level", report["test_headroom"]),
+        ("family", report.get("test_headroom_by_family", {})),
+    ]:
+        if not table:
+            continue
+        keys = [key for key in table["all"] if key != "prompts"]
+        lines.append(f"    {name:>6} {'prompts':>7} " + " ".join(f"{key:>7}" for key in keys))
+        for level, row in table.items():
+            lines.append(
+                f"    {level:>6} {row['prompts']:>7} "
+                + " ".join(f"{row[key]:>7.3f}" for key in keys)
+            )
     lines.append(
         f"  acceptance rates of the train prompts ({report['probe_samples']} samples each, "
         "temperature 1):"
