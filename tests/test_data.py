@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from gvm_raft.cli import main
 from gvm_raft.config import GVMConfig
-from gvm_raft.data import load_prompts, normalise_answer, render_prompt
+from gvm_raft.data import load_prompts, normalise_answer, render_prompt, rows_of
 from gvm_raft.trainer import train
 
 RECORDS = [
@@ -93,6 +93,58 @@ def test_bad_datasets_name_the_fix(tmp_path):
     (tmp_path / "d.csv").write_text("problem,answer\n")
     with pytest.raises(ValueError, match=r"use \.jsonl, \.json, \.parquet"):
         load_prompts(tmp_path / "d.csv")
+
+
+def python_forms(records):
+    """The forms a Python API user hands over: a Dataset, an IterableDataset, a list, a tuple,
+    a pandas DataFrame and a dict of columns, all of the same rows."""
+    import pandas as pd
+
+    as_text = [r | {"answer": str(r["answer"])} for r in records]  # one arrow type per column
+    return {
+        "Dataset": datasets.Dataset.from_list(as_text),
+        "IterableDataset": datasets.Dataset.from_list(as_text).to_iterable_dataset(),
+        "list": list(as_text),
+        "tuple": tuple(as_text),
+        "DataFrame": pd.DataFrame(as_text),
+        "dict of columns": {key: [r[key] for r in as_text] for key in as_text[0]},
+    }
+
+
+def test_every_python_form_of_a_dataset_gives_the_same_rows():
+    # before: a DataFrame or a dict of columns raised KeyError: 0
+    for name, dataset in python_forms(RECORDS).items():
+        rows = rows_of(dataset, "problem", "answer", "train_dataset")
+        assert [r.problem for r in rows] == [r["problem"] for r in RECORDS], name
+        assert [r.answer for r in rows] == [str(r["answer"]) for r in RECORDS], name
+        assert rows[3].columns["level"] == 2, name
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ((r for r in RECORDS), "is of type generator: pass a datasets.Dataset"),
+        ("problem", "is of type str: pass a datasets.Dataset"),
+        (["1+1", "2+2"], "row 0 is of type str, not a dict of columns"),
+        ([], "is empty: it holds no rows"),
+        ({"problem": ["1+1"], "answer": "2"}, "is a dict but not of equal-length column lists"),
+        (
+            datasets.DatasetDict({"test": datasets.Dataset.from_list([{"problem": "q"}])}),
+            r"is a DatasetDict \(splits: test\): pass one split, e.g. dataset\['test'\]",
+        ),
+    ],
+)
+def test_a_dataset_in_no_known_form_is_refused_by_name(dataset, message):
+    # before: TypeError (no len), KeyError, or "no column 'problem' (columns: 1, +, 1)"
+    with pytest.raises(ValueError, match=f"dataset train_dataset:? {message}"):
+        rows_of(dataset, "problem", "answer", "train_dataset")
+
+
+def test_rows_missing_a_column_are_skipped_with_a_count():
+    # before: KeyError: 'answer' from the second row
+    with pytest.warns(UserWarning, match="skipped 1 rows"):
+        rows = rows_of([{"problem": "1+1", "answer": "2"}, {"problem": "3+3"}], "problem", "answer")
+    assert [r.problem for r in rows] == ["1+1"]
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])

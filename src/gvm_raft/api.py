@@ -32,7 +32,8 @@ class GVMTrainer:
         these (combined with ``args.reward_weights``). A sample is accepted when its (weighted)
         reward reaches ``args.accept_threshold``.
     args: the run's settings (``GVMConfig``: the same keys as a YAML config).
-    train_dataset, eval_dataset: ``datasets.Dataset`` (or lists of dicts) with a prompt column
+    train_dataset, eval_dataset: a ``datasets.Dataset`` (or ``IterableDataset``, a list of row
+        dicts, a pandas DataFrame, a dict of columns) with a prompt column
         (``args.prompt_column``: text, or chat messages as in TRL's conversational datasets)
         and, for the built-in rewards, an answer column (``args.answer_column``; "" = none).
         None reads ``args.train_file`` / ``args.test_file``.

@@ -72,9 +72,11 @@ def load_prompts(
 def rows_of(
     dataset: Any, prompt_column: str, answer_column: str, source: str = "the dataset"
 ) -> list[PromptRow]:
-    """The usable rows of a ``datasets.Dataset`` (or any sequence of dicts with column names):
-    a non-empty problem (text or chat messages) and, unless answer_column is empty, an answer."""
-    names = list(getattr(dataset, "column_names", None) or (dataset[0] if len(dataset) else {}))
+    """The usable rows of a ``datasets.Dataset`` (or ``IterableDataset``, a list of dicts, a
+    pandas DataFrame or a dict of equal-length columns): a non-empty problem (text or chat
+    messages) and, unless answer_column is empty, an answer. A row missing either column counts
+    as unusable."""
+    records, names = _records(dataset, source)
     for column in (prompt_column, answer_column):
         if column and column not in names:
             raise DataError(
@@ -82,9 +84,14 @@ def rows_of(
                 "set prompt_column / answer_column"
             )
     rows, skipped = [], 0
-    for index, record in enumerate(dataset):
-        problem = record[prompt_column]
-        answer = normalise_answer(record[answer_column]) if answer_column else None
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(
+                f"dataset {source}: row {index} is of type {type(record).__name__}, not a dict of "
+                "columns; give rows as dicts, e.g. {'problem': ..., 'answer': ...}"
+            )
+        problem = record.get(prompt_column)
+        answer = normalise_answer(record.get(answer_column)) if answer_column else None
         if not _usable_problem(problem) or (answer_column and answer is None):
             skipped += 1
             continue
@@ -97,6 +104,47 @@ def rows_of(
     if not rows:
         raise DataError(f"dataset {source} has no usable rows")
     return rows
+
+
+def _records(dataset: Any, source: str) -> tuple[Any, list[str]]:
+    """The dataset's rows (an iterable of dicts) and its column names, for every form
+    ``rows_of`` takes; anything else is refused by name."""
+    import datasets
+
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        splits = ", ".join(dataset)
+        raise DataError(
+            f"dataset {source} is a DatasetDict (splits: {splits}): pass one split, e.g. "
+            f"dataset[{next(iter(dataset), 'train')!r}]"
+        )
+    if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)):
+        return dataset, list(dataset.column_names or [])
+    if type(dataset).__name__ == "DataFrame" and hasattr(dataset, "to_dict"):
+        return dataset.to_dict("records"), [str(c) for c in dataset.columns]
+    if isinstance(dataset, dict):
+        lengths = {len(v) for v in dataset.values() if isinstance(v, (list, tuple))}
+        if len(lengths) != 1 or not all(isinstance(v, (list, tuple)) for v in dataset.values()):
+            raise DataError(
+                f"dataset {source} is a dict but not of equal-length column lists; pass a "
+                "datasets.Dataset, a list of row dicts or {'problem': [...], 'answer': [...]}"
+            )
+        names = list(dataset)
+        return [
+            dict(zip(names, row, strict=True)) for row in zip(*dataset.values(), strict=True)
+        ], names
+    if isinstance(dataset, (list, tuple)):
+        if not dataset:
+            raise DataError(f"dataset {source} is empty: it holds no rows")
+        if not isinstance(dataset[0], dict):
+            raise DataError(
+                f"dataset {source}: row 0 is of type {type(dataset[0]).__name__}, not a dict of "
+                "columns; give rows as dicts, e.g. {'problem': ..., 'answer': ...}"
+            )
+        return dataset, list(dataset[0])
+    raise DataError(
+        f"dataset {source} is of type {type(dataset).__name__}: pass a datasets.Dataset, a list of "
+        "row dicts, a pandas DataFrame or a dict of columns"
+    )
 
 
 def _usable_problem(problem: Any) -> bool:
