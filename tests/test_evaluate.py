@@ -184,3 +184,15 @@ def test_eval_and_stats_refuse_an_output_that_cannot_be_a_file_before_any_work(t
         assert message in capsys.readouterr().err
         assert main(["allocate", "no-stats.jsonl", "--budget", "4", "--out", str(out)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_eval_refuses_a_file_given_twice_and_a_directory_that_is_no_dataset(tmp_path, capsys):
+    # before: a file given twice was evaluated twice and reported once; a plain directory gave
+    # datasets' "Directory ... is neither a `Dataset` directory nor a `DatasetDict` directory"
+    data = tmp_path / "t.jsonl"
+    data.write_text('{"problem": "1+1", "answer": "2"}\n')
+    assert main(["eval", "no-model", str(data), str(data)]) == 2
+    assert f"{data} given more than once: name each benchmark file once" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert main(["eval", "no-model", str(tmp_path / "folder")]) == 2
+    assert "is a directory but not one saved by datasets' save_to_disk" in capsys.readouterr().err

@@ -52,7 +52,13 @@ def load_prompts(
     if not source.exists():
         dataset = _load_from_hub(str(path))
     elif source.is_dir():
-        dataset = datasets.load_from_disk(str(source))
+        try:
+            dataset = datasets.load_from_disk(str(source))
+        except FileNotFoundError as err:
+            raise DataError(
+                f"dataset {source} is a directory but not one saved by datasets' save_to_disk "
+                f"({err}); point at a .jsonl, .json or .parquet file, or at a saved dataset"
+            ) from None
     else:
         suffix = source.suffix.lower()
         kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(suffix)

@@ -200,6 +200,11 @@ def evaluate_model(model_path: str, data_paths: Sequence[str], config: GVMConfig
     from gvm_raft.rewards.arithmetic import check_integer_answers
     from gvm_raft.rollout import check_backend_available
 
+    repeated = sorted({p for p in data_paths if list(data_paths).count(p) > 1})
+    if repeated:
+        raise UserError(
+            f"{', '.join(map(str, repeated))} given more than once: name each benchmark file once"
+        )
     names = [Path(p).stem for p in data_paths]
     if len(set(names)) < len(names):
         names = list(data_paths)
