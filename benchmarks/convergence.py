@@ -32,6 +32,7 @@ from gvm_raft.compare import ARM_STRATEGIES, ablations, make_arms, run_arms
 from gvm_raft.compare_report import write_results, write_sweep
 from gvm_raft.config import load_config
 from gvm_raft.demo import bundled_config
+from gvm_raft.rundir import archive_comparison
 from gvm_raft.tasks.demo_world import WORLDS, format_world_report, open_world, world_overrides
 
 MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
@@ -42,6 +43,14 @@ def comparison_dirs(roots: list[Path]) -> list[Path]:
     sweeps."""
     unique = dict.fromkeys(roots)
     return [d for root in unique for d in (root, *sorted(root.glob("sweep-*/*=*")))]
+
+
+def relative_to_cwd(path: Path) -> Path:
+    """path relative to the working directory when it lies under it (the shipped world seen
+    from the repository's root): the runs' config.yaml then records the same paths in every
+    clone, so runs archived in one clone are read as the same settings in another."""
+    resolved = path.resolve()
+    return resolved.relative_to(Path.cwd()) if resolved.is_relative_to(Path.cwd()) else path
 
 
 def main() -> None:
@@ -109,6 +118,14 @@ def main() -> None:
         "runs/convergence, when it exists)",
     )
     parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="copy every finished run's config and logs (no weights) into this comparison "
+        "directory, where --report-only or --reuse reads them in any clone (the README's "
+        "tables are archived in benchmarks/results/)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: report the finished runs found in --out",
@@ -132,7 +149,7 @@ def main() -> None:
     world_dir, report = open_world(args.world, WORLDS[args.world_config] if args.world else None)
     print(format_world_report(report, world_dir), flush=True)
     base = bundled_config("convergence.yaml")
-    world = world_overrides(world_dir)
+    world = world_overrides(relative_to_cwd(world_dir))
     config = load_config(base, [*world, *args.overrides])
     names = list(ablations(config.num_generations, config.mini_batch_size))
     arms = make_arms(
@@ -178,6 +195,9 @@ def main() -> None:
                     found.setdefault(label, []).extend(runs)
         for strategy in args.sweep_strategies[1:] if args.sweep_strategies[0] == "uniform" else []:
             print(write_sweep(by_value, key, args.out / f"sweep-{key}", strategy))
+    if args.archive is not None:
+        archived = archive_comparison(args.out, args.archive)
+        print(f"archived {len(archived)} finished runs' logs in {args.archive}")
     print(f"total wall time {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}")
 
 

@@ -18,6 +18,7 @@ from gvm_raft.compare_report import (
 )
 from gvm_raft.compare_stats import bootstrap_interval, first_reach, speedup, summarise
 from gvm_raft.demo import bundled_config
+from gvm_raft.rundir import archive_comparison
 
 
 def rows(accuracy, tokens_per_iteration):
@@ -247,6 +248,37 @@ def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
     assert linked == {"raft++/uniform": results["raft++/uniform"]}
     link = tmp_path / "mini-batch/runs/raft++/uniform/seed-0"
     assert link.resolve() == (renamed / "runs/raft++/uniform-steps-x1/seed-0").resolve()
+
+    # an archive (config and logs, no weights) reports as the runs do, and stands in for them
+    (out / "runs/raft++/unfinished/seed-0").mkdir(parents=True)
+    shutil.copy(
+        out / "runs/raft++/uniform/seed-0/config.yaml", out / "runs/raft++/unfinished/seed-0"
+    )
+    archive = tmp_path / "archive"
+    archived = archive_comparison(out, archive)
+    assert len(archived) == len(results)  # the unfinished run is left out
+    through_link = archive_comparison(tmp_path / "mini-batch", tmp_path / "archive-of-link")
+    assert [(d / "metrics.jsonl").read_text() for d in through_link] == [
+        (out / "runs/raft++/uniform/seed-0/metrics.jsonl").read_text()
+    ]
+    assert sorted(p.name for p in archive.glob("runs/*/*/*/*")) == sorted(
+        ["config.yaml", "metrics.jsonl", "allocations.jsonl"] * len(archived)
+    )
+    read = run_arms(arms, [0], bundled_config("convergence.yaml"), archive, overrides, False, False)
+    assert read == results
+    baselines = {"raft++": "raft++/uniform", "grpo": "grpo/uniform"}
+    assert write_results(read, archive, baselines) == text
+    reused = run_arms(
+        arms[:1],
+        [0],
+        bundled_config("convergence.yaml"),
+        tmp_path / "later",
+        overrides,
+        False,
+        False,
+        reuse_from=[archive],
+    )
+    assert reused == {"raft++/uniform": results["raft++/uniform"]}
 
 
 def test_compare_command_runs_paired_arms_and_reports(tiny_overrides, tmp_path, capsys):

@@ -145,3 +145,17 @@ def test_resume_records_only_what_happened(tiny_config, tmp_path, capsys):
     assert "holds no checkpoint yet, so this is a new run" in capsys.readouterr().out
     train(tiny_config("new", iterations=1, resume=True))  # a directory that did not exist
     assert "holds no checkpoint" not in capsys.readouterr().out
+
+
+def test_resume_refuses_a_run_whose_metrics_log_lost_iterations(tiny_config):
+    """Before: with metrics.jsonl deleted (or rows cut out) a resume continued silently, and the
+    log held only the new iterations: reports and comparisons read a run without its start."""
+    run_dir = train(tiny_config("r", iterations=2), progress=False)
+    metrics = run_dir / "metrics.jsonl"
+    rows = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(r for r in rows if '"iteration": 1,' not in r) + "\n")
+    with pytest.raises(ConfigError, match=r"metrics.jsonl has no row for iteration 1 of the 2"):
+        train(tiny_config("r", iterations=3, resume=True), progress=False)
+    metrics.unlink()
+    with pytest.raises(ConfigError, match=r"no row for iteration 1, 2 of the 2 .*restore the file"):
+        train(tiny_config("r", iterations=3, resume=True), progress=False)

@@ -27,15 +27,21 @@ from gvm_raft.config import ConfigError, GVMConfig, check_resume_matches
 from gvm_raft.data import PromptRow
 from gvm_raft.fileio import atomic_write_text, building_dir
 from gvm_raft.models import no_progress_bars
-from gvm_raft.rundir import TRAIN_DATA_FILE, checkpoints_dir, read_config
+from gvm_raft.rundir import (
+    METRICS_FILE,
+    TRAIN_DATA_FILE,
+    checkpoints_dir,
+    missing_iterations,
+    read_config,
+)
 
 STATE_FILE = "trainer_state.json"
 
 
 def check_resumable(config: GVMConfig, run_dir: Path) -> int:
     """Refuse to write over a run without resume=true, to resume one with settings that change
-    what it trains, and to shorten it below the iterations it has done; returns the iterations
-    done (0 for a new run)."""
+    what it trains, to shorten it below the iterations it has done, and to resume one whose
+    metrics log lacks some of them; returns the iterations done (0 for a new run)."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         return 0
@@ -50,6 +56,14 @@ def check_resumable(config: GVMConfig, run_dir: Path) -> int:
         raise ConfigError(
             f"{run_dir} has {done} iterations done; iterations={config.iterations} would record "
             f"a shorter run than its metrics hold: set iterations >= {done}"
+        )
+    missing = missing_iterations(run_dir, done)
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise ConfigError(
+            f"{run_dir / METRICS_FILE} has no row for iteration {shown} of the {done} its "
+            "checkpoint has done (the log was deleted or edited): resuming would record a "
+            "history with holes; restore the file, or start a new output_dir"
         )
     return done
 

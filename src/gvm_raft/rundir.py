@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from gvm_raft.config import GVMConfig, load_config, save_config
-from gvm_raft.fileio import append_jsonl, read_jsonl, write_jsonl
+from gvm_raft.fileio import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -28,6 +28,8 @@ COMPLETIONS_FILE = "completions.jsonl"
 TRAIN_DATA_FILE = "train_data.json"
 CHECKPOINTS_DIR = "checkpoints"
 LOG_FILES = (METRICS_FILE, ALLOCATIONS_FILE, COMPLETIONS_FILE)
+# What a comparison's report reads of a run: an archive of these stands in for the finished run.
+REPORTED_FILES = (CONFIG_FILE, METRICS_FILE, ALLOCATIONS_FILE)
 
 
 def read_config(run_dir: Path) -> GVMConfig:
@@ -96,6 +98,35 @@ def comparison_run_dir(comparison_dir: Path, algorithm: str, arm: str, seed: int
     return comparison_dir / "runs" / algorithm / arm / f"seed-{seed}"
 
 
+def archive_comparison(comparison_dir: Path, archive_dir: Path) -> list[Path]:
+    """Copy the REPORTED_FILES of every finished run in a comparison directory (and its sweeps)
+    into archive_dir, in the same layout; a linked run is copied as the run it links to. The
+    archive is a comparison directory whose runs are finished and only read: a report on it,
+    or a comparison that reuses it, needs no weights. Returns the archived run directories."""
+    archived = []
+    for run_dir in sorted(comparison_dir.glob("**/runs/*/*/seed-*")):
+        iterations = recorded_settings(run_dir).get("iterations")
+        if iterations is None or len(read_metrics(run_dir)) != iterations + 1:
+            continue
+        target = archive_dir / run_dir.relative_to(comparison_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in REPORTED_FILES:
+            if (run_dir / name).exists():
+                atomic_write_text(target / name, (run_dir / name).read_text())
+        archived.append(target)
+    return archived
+
+
 def comparison_runs(comparison_dir: Path, label: str) -> list[Path]:
     """The run directories, one per seed, of the arm ``algorithm/arm`` in a comparison."""
     return sorted((comparison_dir / "runs" / label).glob("seed-*"))
+
+
+def missing_iterations(run_dir: Path, done: int) -> list[int]:
+    """The iterations 1..done without a row in metrics.jsonl: a run whose log was deleted or
+    edited after its checkpoint (a resume would write a history with holes)."""
+    path = run_dir / METRICS_FILE
+    logged = (
+        {r["iteration"] for r in read_jsonl(path, drop_torn_tail=True)} if path.exists() else set()
+    )
+    return [i for i in range(1, done + 1) if i not in logged]
