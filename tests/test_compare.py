@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 
@@ -114,6 +115,25 @@ def test_sweep_reports_the_gain_per_value(tmp_path):
     assert lines[3].endswith("| 16 / 32 | nan |")
     assert (tmp_path / "sweep.md").read_text() == text
     assert (tmp_path / "sweep_num_generations.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_full_disk_leaves_the_previous_report_and_plot_whole(tmp_path, monkeypatch):
+    """Before: plots were saved in place, so a full disk while a report was rewritten left a
+    truncated PNG where the last good one was."""
+    uniform = with_batches([rows([0.30, 0.32, 0.34, 0.36], 100)] * 2, 64, 0.5)
+    gvm = with_batches([rows([0.30, 0.36, 0.36, 0.37], 100)] * 2, 60, 0.4)
+    write_sweep({"4": {"raft++/uniform": uniform, "raft++/gvm": gvm}}, "k", tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["sweep.md", "sweep_k.png"]
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("gvm_raft.fileio.os.fsync", disk_full)
+    other = {"8": {"raft++/uniform": uniform, "raft++/gvm": uniform}}
+    with pytest.raises(OSError, match="No space left"):
+        write_sweep(other, "k", tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary left
 
 
 def test_budget_by_accept_rate_on_hand_made_allocations(tmp_path):

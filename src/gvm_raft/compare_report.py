@@ -11,7 +11,7 @@ import numpy as np
 from gvm_raft.compare_stats import summarise
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text
-from gvm_raft.report import accuracy_panels, pyplot
+from gvm_raft.report import accuracy_panels, pyplot, save_figure
 from gvm_raft.rundir import comparison_runs, read_allocations
 
 
@@ -98,10 +98,7 @@ def plot(results: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
         accuracy_panels(axes, arms)
         fig.suptitle(f"{algorithm}: mean and range over seeds")
         fig.tight_layout()
-        path = out_dir / f"convergence_{algorithm.replace('+', 'p')}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out_dir / f"convergence_{algorithm.replace('+', 'p')}.png"))
     return written
 
 
@@ -221,10 +218,7 @@ def _plot_sweep(points: dict[str, list[dict[str, Any]]], key: str, arm: str, ima
     """Two panels against the swept setting: the mean-accuracy difference from uniform and the
     compute-matched speed-up to halfway, each with its 95% interval (a speed-up whose arm never
     reaches the target is left out)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = (
         ("auc_diff", f"mean accuracy over iterations, {arm} - uniform", 0.0),
@@ -252,6 +246,4 @@ def _plot_sweep(points: dict[str, list[dict[str, Any]]], key: str, arm: str, ima
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(image, dpi=120)
-    plt.close(fig)
-    return image
+    return save_figure(fig, image)

@@ -8,6 +8,7 @@ completions from each run's first, middle and last logged iteration.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gvm_raft.errors import UserError
-from gvm_raft.fileio import atomic_write_text
+from gvm_raft.fileio import atomic_write_bytes, atomic_write_text
 from gvm_raft.rundir import read_allocations, read_completions, read_metrics, recorded_settings
 
 
@@ -65,6 +66,16 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write fig as a PNG at path atomically (a full disk leaves the previous plot whole), then
+    close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def style_accuracy_axes(ax: Any, x_label: str) -> None:
@@ -137,10 +148,7 @@ def plot_accuracy(run_dirs: list[Path], out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     accuracy_panels(axes, {run_label(d): [read_metrics(d)] for d in run_dirs})
     fig.tight_layout()
-    path = out / "accuracy.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "accuracy.png")
 
 
 def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
@@ -153,10 +161,7 @@ def plot_allocation(run_dirs: list[Path], out: Path) -> Path | None:
     for ax, (run_dir, rows) in zip(axes[0], logged, strict=True):
         allocation_panel(ax, run_dir, rows)
     fig.tight_layout()
-    path = out / "allocation_vs_accept_rate.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "allocation_vs_accept_rate.png")
 
 
 def plot_comparison(
@@ -169,9 +174,7 @@ def plot_comparison(
     accuracy_panels(axes[:2], results)
     allocation_panel(axes[2], allocated, read_allocations(allocated), uniform_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def completion_examples(run_dir: Path, per_iteration: int = 3) -> str:
