@@ -23,6 +23,7 @@ from gvm_raft.tasks.arithmetic import (
     format_prompt,
     generate_splits,
     in_symbols,
+    make_problem,
     slip,
     with_step_errors,
 )
@@ -116,10 +117,29 @@ def test_families_write_the_same_chains_in_symbols_no_other_family_uses():
         others = set().union(*(t for name, t in tokens.items() if name != family))
         assert used and not used & others, family
     assert {(level.family, level.ops) for level in FAMILY_LEVELS} == {
-        (family, ops) for family in tokens for ops in (2, 4, 6)
+        (family, ops) for family in tokens for ops in (1, 2, 3)
     }
-    rates = [level.step_error_rate for level in FAMILY_LEVELS]
-    assert len(set(rates)) == 4  # each family slips at its own rate
+    errors = {(level.family, level.step_error, level.step_error_rate) for level in FAMILY_LEVELS}
+    assert len(errors) == len({e for _, e, _ in errors}) == 4  # each family its own error
+    assert min(rate for *_, rate in errors) > 0.5  # the wrong step is the likeliest one
+
+
+@pytest.mark.parametrize(
+    ("error", "solution"),
+    [
+        ("off-by-one", "7+5=13\n13-3=11\n\\boxed{11}"),
+        ("other-op", "7+5=2\n2-3=5\n\\boxed{5}"),
+        ("no-step", "7+5=7\n7-3=7\n\\boxed{7}"),
+        ("operand", "7+5=5\n5-3=3\n\\boxed{3}"),
+    ],
+)
+def test_each_misconception_writes_its_hand_computed_chain(error, solution):
+    row = {"problem": "(7+5)-3", "answer": "9", "solution": "7+5=12\n12-3=9\n\\boxed{9}"}
+    always = random.Random(0)
+    always.random = lambda: 0.0  # every step errs
+    assert with_step_errors(row, 0.5, always, error) == row | {"solution": solution}
+    with pytest.raises(ValueError, match="step_error is one of"):
+        make_problem(random.Random(0), Level(ops=1, digits=1, step_error="typo"), 1)
 
 
 def test_a_families_world_verifies_its_answers_in_their_own_symbols(tmp_path):

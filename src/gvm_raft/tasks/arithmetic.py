@@ -40,8 +40,9 @@ class Level:
     warm start sees many times: the difficulty is then the length of the chain alone.
 
     A ``family`` writes its numbers and operators in its own ``symbols`` (``in_symbols``) and
-    may slip at its own ``step_error_rate``: families that share no digit or operator token
-    are separate skills, so learning one need not help another (``FAMILY_LEVELS``).
+    may err at its own ``step_error_rate`` in its own way, ``step_error`` (``STEP_ERRORS``):
+    families that share no digit or operator token and whose errors differ are separate
+    skills, so learning one need not help another (``FAMILY_LEVELS``).
     """
 
     ops: int
@@ -51,7 +52,8 @@ class Level:
     max_value: int | None = None
     family: str = ""
     symbols: str = "0123456789+-*"  # how the digits 0-9 and the operators + - * are written
-    step_error_rate: float | None = None  # the demonstrations' slip rate (None: the world's)
+    step_error_rate: float | None = None  # the demonstrations' error rate (None: the world's)
+    step_error: str = "slip"  # how a demonstration's step errs (a key of STEP_ERRORS)
 
 
 CLASSIC_LEVELS: tuple[Level, ...] = (
@@ -66,19 +68,31 @@ CHAIN_LEVELS: tuple[Level, ...] = tuple(
     Level(ops=ops, digits=1, operators="+-", max_value=19) for ops in (2, 3, 4, 5, 6, 8)
 )
 DEFAULT_LEVELS = CHAIN_LEVELS
-# Four families of the same chains (2, 4 and 6 steps on numbers up to 19), each in its own
-# digits and operators and with its own slip rate: headroom differs by family, and no token of
-# a step is shared between families (nor with the box command's letters).
+# Four families of chains (1, 2 and 3 steps on numbers up to 19), each written in its own digits
+# and operators (no token of a step is shared between families, nor with the box command's
+# letters) and each with its own misconception, which its demonstrations follow at a rate above
+# one half: the model's most likely step is then its family's wrong one, so sampling more
+# sharply (a habit every family would share) makes it worse, and only unlearning the family's
+# own error helps. Headroom differs by family through its rate.
 FAMILIES = (
-    ("digits", "0123456789+-*", 0.1),
-    ("lower", "fghijklmnp&%*", 0.2),
-    ("upper", "ABCDEFGHIJ<>*", 0.25),
-    ("kilo", "KLMNOPQRST^~*", 0.35),
+    ("digits", "0123456789+-*", "off-by-one", 0.55),
+    ("lower", "fghijklmnp&%*", "other-op", 0.6),
+    ("upper", "ABCDEFGHIJ<>*", "no-step", 0.6),
+    ("kilo", "KLMNOPQRST^~*", "operand", 0.65),
 )
 FAMILY_LEVELS: tuple[Level, ...] = tuple(
-    Level(ops, 1, "+-", max_value=19, family=name, symbols=symbols, step_error_rate=rate)
-    for name, symbols, rate in FAMILIES
-    for ops in (2, 4, 6)
+    Level(
+        ops,
+        1,
+        "+-",
+        max_value=19,
+        family=name,
+        symbols=symbols,
+        step_error_rate=rate,
+        step_error=error,
+    )
+    for name, symbols, error, rate in FAMILIES
+    for ops in (1, 2, 3)
 )
 SPLITS = ("sft", "train", "test")
 
@@ -109,6 +123,8 @@ def make_problem(rng: random.Random, level: Level, difficulty: int) -> dict:
 
 
 def _check_level(level: Level) -> None:
+    if level.step_error not in STEP_ERRORS:
+        raise ValueError(f"a level's step_error is one of {', '.join(STEP_ERRORS)}; got {level}")
     if level.ops < 1 or level.digits < 1 or (level.start_digits or 1) < 1:
         raise ValueError(f"a level needs ops, digits and start_digits >= 1; got {level}")
     if not level.operators or set(level.operators) - set("+-*"):
@@ -168,27 +184,30 @@ def generate_splits(
 STEP = re.compile(r"(-?\d+)([+*-])(\d+)=(-?\d+)")
 
 
-def with_step_errors(row: dict, error_rate: float, rng: random.Random) -> dict:
-    """``row`` with its solution rewritten: each step's result slips with probability
-    ``error_rate`` (``slip``), and every later step starts from the value actually written.
-    ``answer`` stays the true answer; the boxed one is the chain's own."""
+def with_step_errors(row: dict, error_rate: float, rng: random.Random, error: str = "slip") -> dict:
+    """``row`` with its solution rewritten: each step errs with probability ``error_rate`` in
+    the way ``error`` names (``STEP_ERRORS``), and every later step starts from the value
+    actually written. ``answer`` stays the true answer; the boxed one is the chain's own."""
     if not 0.0 <= error_rate < 1.0:
         raise ValueError(f"error_rate must be in [0, 1); got {error_rate}")
+    wrong = STEP_ERRORS[error]
     *steps, _ = row["solution"].split("\n")
     lines = []
     value = None
     for line in steps:
         first, op, operand, _ = STEP.fullmatch(line).groups()
         value = int(first) if value is None else value
-        result = {"+": value + int(operand), "-": value - int(operand), "*": value * int(operand)}[
-            op
-        ]
+        result = _apply(value, op, int(operand))
         if rng.random() < error_rate:
-            result = slip(result, rng)
+            result = wrong(value, op, int(operand), result, rng)
         lines.append(f"{value}{op}{operand}={result}")
         value = result
     lines.append(f"\\boxed{{{value}}}")
     return row | {"solution": "\n".join(lines)}
+
+
+def _apply(value: int, op: str, operand: int) -> int:
+    return {"+": value + operand, "-": value - operand, "*": value * operand}[op]
 
 
 def slip(value: int, rng: random.Random) -> int:
@@ -199,6 +218,20 @@ def slip(value: int, rng: random.Random) -> int:
     lowest = 1 if position == 0 and len(digits) > 1 else 0
     digits[position] = rng.choice([d for d in "0123456789"[lowest:] if d != digits[position]])
     return int("".join(digits)) * (-1 if value < 0 else 1)
+
+
+# How a demonstration's step errs, as f(value, op, operand, right result, rng) -> written
+# result: a random slip of one digit (the right digit stays the most likely one), or one of the
+# systematic misconceptions of the families world.
+STEP_ERRORS = {
+    "slip": lambda value, op, operand, result, rng: slip(result, rng),
+    "off-by-one": lambda value, op, operand, result, rng: result + 1,
+    "other-op": lambda value, op, operand, result, rng: _apply(
+        value, {"+": "-", "-": "+", "*": "+"}[op], operand
+    ),
+    "no-step": lambda value, op, operand, result, rng: value,
+    "operand": lambda value, op, operand, result, rng: operand,
+}
 
 
 def to_symbols(text: str, level: Level) -> str:

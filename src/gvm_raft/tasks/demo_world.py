@@ -80,7 +80,8 @@ class DemoWorldConfig:
 
 
 # The second world: four families of chains that share no digit or operator token, each with
-# its own slip rate (tasks/arithmetic.py FAMILY_LEVELS), answers in the family's own digits.
+# its own misconception at its own rate (tasks/arithmetic.py FAMILY_LEVELS), answers in the
+# family's own digits.
 FAMILIES_WORLD = DemoWorldConfig(levels=FAMILY_LEVELS, reward="exact", sft_steps=1500)
 WORLDS = {"chains": DemoWorldConfig(), "families": FAMILIES_WORLD}
 
@@ -110,7 +111,12 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
     )
     slips = random.Random(f"{config.seed}/step-errors")
     splits["sft"] = [
-        with_step_errors(r, _level(config, r).step_error_rate or config.step_error_rate, slips)
+        with_step_errors(
+            r,
+            _level(config, r).step_error_rate or config.step_error_rate,
+            slips,
+            _level(config, r).step_error,
+        )
         for r in splits["sft"]
     ]
     splits = {
