@@ -3,6 +3,8 @@ any large model is loaded, and nothing is left open."""
 
 from __future__ import annotations
 
+import warnings
+
 import parity_reward
 import pytest
 import torch
@@ -11,6 +13,7 @@ from gvm_raft.cli import main
 from gvm_raft.config import ConfigError, load_config, save_config
 from gvm_raft.demo import run_demo
 from gvm_raft.models import ModelLoadError, load_causal_lm
+from gvm_raft.run import load_datasets
 from gvm_raft.trainer import (
     train,
 )
@@ -91,3 +94,15 @@ def test_the_cli_prints_user_errors_in_one_line_and_lets_bugs_keep_their_traceba
     monkeypatch.setattr("gvm_raft.trainer.train", broken)
     with pytest.raises(ValueError, match="zip"):
         main(["train", str(tmp_path / "c.yaml")])
+
+
+def test_online_statistics_on_a_run_that_never_revisits_a_prompt_are_named(tiny_config):
+    """Before: online_stats over a single epoch gave every prompt its batch's mean estimates,
+    a uniform allocation under GVM's name, without a word."""
+    online = dict(online_stats=True, stage1_samples=0, prompts_per_iteration=4)
+    with pytest.warns(UserWarning, match="visit each of the 16 training prompts at most once"):
+        load_datasets(tiny_config("a", iterations=4, **online))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_datasets(tiny_config("b", iterations=5, **online))  # the fifth revisits
+        load_datasets(tiny_config("c", iterations=4))  # a stage 1 measures every prompt

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,8 @@ def load_datasets(
     test_rows: list[PromptRow] | None = None,
 ) -> tuple[list[PromptRow], list[PromptRow]]:
     """The training and (optional) test prompts, those not given read from the config's
-    files; the training set must fill one iteration."""
+    files; the training set must fill one iteration (and, with online statistics, a warning
+    when the run never revisits a prompt)."""
     if train_rows is None:
         train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
     if len(train_rows) < config.prompts_per_iteration:
@@ -169,6 +171,16 @@ def load_datasets(
             f"prompts_per_iteration={config.prompts_per_iteration} exceeds the "
             f"{len(train_rows)} usable prompts of {config.train_file or 'train_dataset'}: "
             "lower prompts_per_iteration or use a larger training set"
+        )
+    visits = config.iterations * config.prompts_per_iteration
+    if config.online_stats and visits <= len(train_rows):
+        warnings.warn(
+            f"online_stats=true: {config.iterations} iterations of "
+            f"{config.prompts_per_iteration} prompts visit each of the {len(train_rows)} training "
+            "prompts at most once, so none has statistics from a previous visit: every prompt "
+            "gets its batch's mean estimates and the allocation is uniform; train for more than "
+            "one epoch, or measure on a stage 1 (online_stats=false, stage1_samples >= 1)",
+            stacklevel=2,
         )
     if test_rows is None and config.test_file:
         test_rows = load_prompts(config.test_file, config.prompt_column, config.answer_column)
