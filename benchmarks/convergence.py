@@ -146,10 +146,15 @@ def main() -> None:
     start = time.perf_counter()
     if args.world is None and args.world_config != "chains":
         args.world = Path("runs/worlds") / args.world_config
-    world_dir, report = open_world(args.world, WORLDS[args.world_config] if args.world else None)
-    print(format_world_report(report, world_dir), flush=True)
+    world_config = WORLDS[args.world_config] if args.world else None
+    if args.report_only and args.world is not None and not (args.world / "world.json").exists():
+        world_dir = args.world  # archived runs are read by the world's paths, not its weights
+        print(f"report only: {world_dir} is not built here; runs are read as recorded")
+    else:
+        world_dir, report = open_world(args.world, world_config)
+        print(format_world_report(report, world_dir), flush=True)
     base = bundled_config("convergence.yaml")
-    world = world_overrides(relative_to_cwd(world_dir))
+    world = world_overrides(relative_to_cwd(world_dir), world_config)
     config = load_config(base, [*world, *args.overrides])
     names = list(ablations(config.num_generations, config.mini_batch_size))
     arms = make_arms(

@@ -155,6 +155,9 @@ def test_a_families_world_verifies_its_answers_in_their_own_symbols(tmp_path):
     assert sum(v["prompts"] for k, v in by_family.items() if k != "all") == len(rows)
     assert "family prompts" in format_world_report(report, tmp_path)
     assert world_overrides(tmp_path)[-1] == "reward=exact"
+    # a world not built here (archived runs are only read): the config's reward, or the default
+    assert world_overrides(tmp_path / "elsewhere", FAMILIES_WORLD)[-1] == "reward=exact"
+    assert world_overrides(tmp_path / "elsewhere")[-1] == "reward=arithmetic"
 
 
 def test_slip_changes_exactly_one_digit_and_keeps_the_sign():

@@ -253,11 +253,12 @@ def ship_world(world_dir: str | Path, destination: str | Path | None = None) -> 
     return target
 
 
-def world_overrides(out_dir: str | Path) -> list[str]:
+def world_overrides(out_dir: str | Path, config: DemoWorldConfig | None = None) -> list[str]:
     """The config overrides that point a run at a world: its model, train/test files and
-    reward."""
+    reward (the built world's, else ``config``'s: a world not built here, whose archived runs
+    are only read)."""
     world = Path(out_dir)
-    built = _built_from(world) or {}
+    built = _built_from(world) or dataclasses.asdict(config or DemoWorldConfig())
     return [
         f"model_name_or_path={world / 'model'}",
         f"train_file={world / 'data' / 'train.jsonl'}",
