@@ -9,7 +9,7 @@ from gvm_raft.fileio import read_jsonl, write_jsonl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from transfer_check import split_by_group  # noqa: E402
+from transfer_check import split_by_group
 
 
 def test_rows_are_split_by_family_where_there_is_one_else_by_level(tmp_path):
