@@ -7,9 +7,9 @@ with the same stage-2 budget, iterations and optimizer steps per iteration, then
 results.md (per algorithm: final/best accuracy, mean accuracy over iterations and its paired
 difference from uniform, step- and compute-matched speed-ups against uniform, each with a 95%
 bootstrap interval over seeds, optimizer steps, estimated gradient variance, the
-evaluation's standard error) and PNG plots into --out. The main arms (uniform, GVM and the A/A
-calibration uniform-aa: uniform with other sampling seeds) run --seeds; Knapsack-RL, DAPO and
-the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM (or
+evaluation's standard error) and PNG plots into --out. The main arms (uniform, GVM, the matched
+allocation gvm-matched and the A/A calibration uniform-aa: uniform with other sampling seeds)
+run --seeds; Knapsack-RL, DAPO and the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM (or
 --sweep-strategies) for every value of one setting (in --out/sweep-KEY/KEY=V) and writes sweep.md
 and a plot of GVM's gain against it. Killed runs resume; finished runs are only read, and a
 run whose settings equal a finished one's in --reuse, --out or their sweeps (the k = 4 point of
@@ -35,7 +35,7 @@ from gvm_raft.demo import bundled_config
 from gvm_raft.rundir import archive_comparison
 from gvm_raft.tasks.demo_world import WORLDS, format_world_report, open_world, world_overrides
 
-MAIN_ARMS = ("uniform", "gvm", "uniform-aa")
+MAIN_ARMS = ("uniform", "gvm", "gvm-matched", "uniform-aa")
 
 
 def comparison_dirs(roots: list[Path]) -> list[Path]:
