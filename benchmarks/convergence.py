@@ -9,11 +9,12 @@ difference from uniform, step- and compute-matched speed-ups against uniform, ea
 bootstrap interval over seeds, optimizer steps, estimated gradient variance, the
 evaluation's standard error) and PNG plots into --out. The main arms (uniform, GVM, the matched
 allocation gvm-matched and the A/A calibration uniform-aa: uniform with other sampling seeds)
-run --seeds; Knapsack-RL, DAPO and the ablations run --extra-seeds. --sweep KEY=V1,V2,... reruns uniform and GVM (or
---sweep-strategies) for every value of one setting (in --out/sweep-KEY/KEY=V) and writes sweep.md
-and a plot of GVM's gain against it. Killed runs resume; finished runs are only read, and a
-run whose settings equal a finished one's in --reuse, --out or their sweeps (the k = 4 point of
-a stage-1 sweep is the main comparison's GVM) is linked to it instead of trained again. The
+run --seeds; Knapsack-RL, DAPO and the ablations run --extra-seeds. --sweep KEY=V1,V2,...
+reruns uniform and GVM (or --sweep-strategies) for every value of one setting (in
+--out/sweep-KEY/KEY=V) and writes sweep.md and a plot of GVM's gain against it. Killed runs
+resume; finished runs are only read, and a run whose settings equal a finished one's in
+--reuse, --out or their sweeps (the k = 4 point of a stage-1 sweep is the main comparison's
+GVM) is linked to it instead of trained again; --archive copies finished runs' logs. The
 harness is `gvm-raft compare` (see gvm_raft/compare.py); this script adds the embedded world,
 the seed split and the sweeps.
 
