@@ -1,4 +1,5 @@
-"""benchmarks/transfer_check.py's split of a world's rows into one file per group."""
+"""The benchmark scripts' own logic: transfer_check's split of a world's rows by group,
+estimator_variance's ratio on hand-computed allocations."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import sys
 from pathlib import Path
 
 from gvm_raft.fileio import read_jsonl, write_jsonl
+from gvm_raft.rundir import append_allocation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+from estimator_variance import variance_ratios
 from transfer_check import split_by_group
 
 
@@ -26,3 +29,12 @@ def test_rows_are_split_by_family_where_there_is_one_else_by_level(tmp_path):
     }
     write_jsonl(tmp_path / "test.jsonl", [{"problem": "d", "difficulty": 3}])
     assert list(split_by_group(tmp_path / "test.jsonl", tmp_path / "out")) == ["3"]
+
+
+def test_the_accuracy_estimators_variance_ratio_by_hand(tmp_path):
+    (tmp_path / "config.yaml").write_text("num_generations: 8\n")
+    # p G^2 = (2, 0): at n = (4, 12) the variance is 2/4, at nbar = 8 it is 2/8
+    row = {"iteration": 1, "accept_rate": [0.5, 0.0], "grad_norm": [2.0, 5.0]}
+    append_allocation(tmp_path, row | {"n_samples": [4, 12]})
+    append_allocation(tmp_path, row | {"iteration": 2, "n_samples": [16, 0]})
+    assert variance_ratios(tmp_path) == [2.0, 0.5]
