@@ -126,7 +126,7 @@ def test_exact_equals_brute_force(m):
             assert got == pytest.approx(expected, rel=1e-12) or got == expected == math.inf
 
 
-@pytest.mark.parametrize("method", ["gvm-rounding", "gvm", "uniform", "knapsack"])
+@pytest.mark.parametrize("method", ["gvm-rounding", "gvm", "uniform", "uniform-solved", "knapsack"])
 @pytest.mark.parametrize("seed", range(5))
 def test_budget_spent_exactly_within_bounds(method, seed):
     rng = np.random.default_rng(seed)
@@ -212,6 +212,17 @@ def test_uniform_ignores_statistics():
         3,
         3,
     ]
+
+
+def test_uniform_solved_splits_evenly_over_the_prompts_solved_in_stage_1():
+    # p > 0 for prompts 0 and 3 (G ignored): with a minimum of 1 each, the other 8 of the 10
+    # go to them evenly; the filters apply, and nothing solved falls back to uniform
+    g, p = [1.0, 2.0, 0.0, 3.0], [0.5, 0.0, 0.0, 0.25]
+    assert n_samples_of(g, p, 10, "uniform-solved", min_samples=1).tolist() == [4, 1, 1, 4]
+    assert n_samples_of(g, p, 9, "uniform-solved").tolist() == [5, 0, 0, 4]
+    assert n_samples_of(g, p, 9, "uniform-solved", max_accept_rate=0.4).tolist() == [0, 0, 0, 9]
+    unsolved = allocate(g, [0.0] * 4, 8, "uniform-solved")
+    assert unsolved.n_samples.tolist() == [2, 2, 2, 2] and "1 on p_i > 0" in unsolved.fallback
 
 
 def test_zero_weight_prompts_get_nothing_without_minimum():

@@ -193,12 +193,18 @@ def test_uniform_target_weights_the_batch_to_uniform_allocations_objective(tiny_
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "strategy"), [("raft++", "gvm-accuracy"), ("grpo", "gvm-grpo")]
+    ("algorithm", "allocation", "strategy"),
+    [
+        ("raft++", "gvm-matched", "gvm-accuracy"),
+        ("grpo", "gvm-matched", "gvm-grpo"),
+        ("raft++", "uniform-solved", "uniform-solved"),
+    ],
 )
 def test_matched_allocation_follows_its_rule_with_its_weights(
-    tiny_config, monkeypatch, algorithm, strategy
+    tiny_config, monkeypatch, algorithm, allocation, strategy
 ):
-    config = tiny_config("m", algorithm=algorithm, allocation="gvm-matched", iterations=2)
+    weighting = {} if allocation == "gvm-matched" else {"sample_weighting": "uniform_target"}
+    config = tiny_config("m", algorithm=algorithm, allocation=allocation, iterations=2, **weighting)
     assert (config.strategy, config.weighting) == (strategy, "uniform_target")
     seen = []
     real_update = gvm_raft.trainer.update_policy

@@ -29,6 +29,9 @@ the batch, GRPO's group advantages) estimate other things, and each has its own 
   weighted to uniform allocation's target (``estimators.grpo_cost``; about n_i - 1 ∝ G_i for
   0 < p_i < 1, and no more than the minimum for p_i in {0, 1});
 - ``"uniform"``: the baseline, N/m per prompt, ignoring the statistics;
+- ``"uniform-solved"``: an even split over the prompts with p_i > 0 (solved at least once in
+  stage 1), the others keeping their minimum: the control that separates what the GVM rules
+  gain by not sampling unsolved prompts from what their shape of n_i adds;
 - ``"knapsack"``: Knapsack-RL's allocation from the acceptance rates alone (``knapsack_allocate``).
 
 All honour per-prompt bounds ``min_samples <= n_i <= max_samples`` and spend N exactly.
@@ -46,7 +49,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from gvm_raft.estimators import accuracy_cost, grpo_active, grpo_cost, grpo_scale
 
-Strategy = Literal["uniform", "gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "knapsack"]
+Strategy = Literal[
+    "uniform", "gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "uniform-solved", "knapsack"
+]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 DEFAULT_ALPHA = 1e-3
 DEFAULT_BETA = 2.0
@@ -159,7 +164,8 @@ def allocate(
         budget: total samples N to spend (stage 2).
         strategy: "gvm" (integer minimiser of V), "gvm-rounding" (the RLHFlow implementation),
             "gvm-accuracy" and "gvm-grpo" (the minimisers for RAFT / RAFT++ and GRPO with
-            uniform allocation's target), "uniform" (the baseline) or "knapsack" (Knapsack-RL).
+            uniform allocation's target), "uniform" (the baseline), "uniform-solved" (an even
+            split over the prompts with p_i > 0) or "knapsack" (Knapsack-RL).
         alpha, beta: regulariser of q_i (see module docstring; "gvm" and "gvm-rounding" only).
         min_samples, max_samples: per-prompt bounds (scalars or shape (m,)); max None = no cap.
             The minimum applies to every prompt that survives the filters.
@@ -173,7 +179,7 @@ def allocate(
         reference_size: gvm-grpo's nbar, the group size whose target it keeps (None =
             budget / m rounded, at least 2: uniform allocation's group).
 
-    The filters apply to the GVM strategies. When the filters leave no
+    The filters apply to the GVM strategies and uniform-solved. When the filters leave no
     prompt, or every surviving weight is zero, a GVM allocation falls back to uniform and says
     why in ``Allocation.fallback``.
     """
@@ -226,6 +232,8 @@ def allocate(
         return Allocation(_round_largest_remainder(_water_fill(w, lo, hi, budget), lo, hi, budget))
     if strategy == "gvm-grpo":
         return Allocation(_grpo_integer(np.where(kept, g, 0.0), p, w, size, lo, hi, budget))
+    if strategy == "uniform-solved":
+        return Allocation(_uniform(lo, hi, budget, w))
     return Allocation(_exact_integer(w**2, lo, hi, budget))  # the cost c_i of sum_i c_i / n_i
 
 
@@ -234,6 +242,7 @@ WEIGHT_FORMULAS = {
     "gvm-rounding": "G_i / sqrt(q_i)",
     "gvm-accuracy": "G_i sqrt(p_i)",
     "gvm-grpo": "G_i d_nbar(p_i) / sqrt(p_i (1 - p_i)) on 0 < p_i < 1",
+    "uniform-solved": "1 on p_i > 0",
 }
 
 
@@ -241,12 +250,14 @@ def _strategy_weights(
     strategy: Strategy, g: FloatArray, p: FloatArray, alpha: float, beta: float, size: int
 ) -> FloatArray:
     """The continuous optimum's weights w_i (n_i ∝ w_i): G_i / sqrt(q_i) for the paper's rule,
-    G_i sqrt(p_i) for gvm-accuracy, and for gvm-grpo G_i d_nbar(p_i) / sqrt(p_i (1 - p_i)) on
-    the prompts with a target (the minimiser of its large-group cost
-    G_i^2 d_nbar^2 / (p_i (1 - p_i) (n_i - 1)) in n_i - 1, used by the filters and as the
-    exact search's start; nbar = size)."""
+    G_i sqrt(p_i) for gvm-accuracy, 1 on p_i > 0 for uniform-solved, and for gvm-grpo
+    G_i d_nbar(p_i) / sqrt(p_i (1 - p_i)) on the prompts with a target (the minimiser of its
+    large-group cost G_i^2 d_nbar^2 / (p_i (1 - p_i) (n_i - 1)) in n_i - 1, used by the filters
+    and as the exact search's start; nbar = size)."""
     if strategy == "gvm-accuracy":
         return np.sqrt(accuracy_cost(g, p))
+    if strategy == "uniform-solved":
+        return (p > 0).astype(np.float64)
     if strategy == "gvm-grpo":
         active = grpo_active(g, p)
         w = np.zeros_like(g)

@@ -58,7 +58,8 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
     statistics, the RLHFlow implementation's confound (num_generations times more optimizer steps)
     and its control (uniform with as many steps), uniform and GVM with the 1/(n_i p_i)-weighted
     M-step (the estimator whose variance GVM minimises), GVM with the weights that keep uniform's
-    objective, and the matched strategy on online statistics."""
+    objective, an even split over the prompts solved in stage 1 with those weights (what not
+    sampling unsolved prompts alone gives), and the matched strategy on online statistics."""
     fewer = max(1, mini_batch_size // num_generations)
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
@@ -72,6 +73,10 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
         "uniform-weighted": {"allocation": "uniform", "sample_weighting": "inverse_acceptance"},
         "gvm-weighted": {"allocation": "gvm", "sample_weighting": "inverse_acceptance"},
         "gvm-reweighted": {"allocation": "gvm", "sample_weighting": "uniform_target"},
+        "solved-reweighted": {
+            "allocation": "uniform-solved",
+            "sample_weighting": "uniform_target",
+        },
         "matched-online": {
             "allocation": "gvm-matched",
             "online_stats": True,

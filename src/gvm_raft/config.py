@@ -22,7 +22,14 @@ from gvm_raft.allocation import Strategy
 from gvm_raft.errors import ConfigError
 
 AllocationSetting = Literal[
-    "uniform", "gvm", "gvm-rounding", "gvm-accuracy", "gvm-grpo", "knapsack", "gvm-matched"
+    "uniform",
+    "gvm",
+    "gvm-rounding",
+    "gvm-accuracy",
+    "gvm-grpo",
+    "uniform-solved",
+    "knapsack",
+    "gvm-matched",
 ]
 ALLOCATION_SETTINGS: tuple[str, ...] = typing.get_args(AllocationSetting)
 # The parameters G_i is measured on (gradnorm.py) and the M-step's loss normaliser (losses.py).
@@ -154,8 +161,9 @@ class GVMConfig:
         "rounded continuous optimum), 'gvm-matched' (the rule matched to the M-step, with the "
         "weights that keep uniform allocation's objective: gvm-accuracy for RAFT / RAFT++, "
         "gvm-grpo for GRPO, gvm with sample_weighting=inverse_acceptance), 'gvm-accuracy' "
-        "(n_i ∝ G_i sqrt(p_i)), 'gvm-grpo' (GRPO's group estimator), 'uniform' (the baseline) "
-        "or 'knapsack' (Knapsack-RL, from stage-1 p_i); docs/estimators.md derives each",
+        "(n_i ∝ G_i sqrt(p_i)), 'gvm-grpo' (GRPO's group estimator), 'uniform' (the baseline), "
+        "'uniform-solved' (an even split over the prompts with p_i > 0) or 'knapsack' "
+        "(Knapsack-RL, from stage-1 p_i); docs/estimators.md derives each",
         default="gvm",
     )
     gvm_alpha: float = doc(
