@@ -89,9 +89,8 @@ def _add_allocate(commands: argparse._SubParsersAction) -> None:
         help="gvm (the paper's rule, integer optimum), gvm-rounding (the RLHFlow "
         "implementation), gvm-accuracy (n_i ∝ G_i sqrt(p_i): RAFT / RAFT++ weighted to uniform's "
         "objective), gvm-grpo (GRPO weighted to uniform's objective), uniform (the baseline), "
-        "uniform-solved (an even split over the prompts with p_i > 0) or knapsack "
-        "(Knapsack-RL); the training setting `allocation` takes the same names (and "
-        "gvm-matched, which picks gvm-accuracy or gvm-grpo for the algorithm)",
+        "uniform-solved (even over the prompts with p_i > 0), knapsack (Knapsack-RL); the "
+        "setting `allocation` takes these and gvm-matched (gvm-accuracy or gvm-grpo by algorithm)",
     )
     defaults = inspect.signature(allocation.allocate).parameters
     for flag, (dest, kind, text) in ALLOCATE_FLAGS.items():
