@@ -125,8 +125,5 @@ def comparison_runs(comparison_dir: Path, label: str) -> list[Path]:
 def missing_iterations(run_dir: Path, done: int) -> list[int]:
     """The iterations 1..done without a row in metrics.jsonl: a run whose log was deleted or
     edited after its checkpoint (a resume would write a history with holes)."""
-    path = run_dir / METRICS_FILE
-    logged = (
-        {r["iteration"] for r in read_jsonl(path, drop_torn_tail=True)} if path.exists() else set()
-    )
+    logged = {r["iteration"] for r in read_jsonl(run_dir / METRICS_FILE, drop_torn_tail=True)}
     return [i for i in range(1, done + 1) if i not in logged]

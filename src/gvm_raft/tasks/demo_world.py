@@ -110,15 +110,14 @@ def _build(out: Path, config: DemoWorldConfig, progress: bool) -> dict:
         levels=config.levels,
     )
     slips = random.Random(f"{config.seed}/step-errors")
-    splits["sft"] = [
-        with_step_errors(
-            r,
-            _level(config, r).step_error_rate or config.step_error_rate,
-            slips,
-            _level(config, r).step_error,
-        )
-        for r in splits["sft"]
-    ]
+
+    def demonstration(row: dict) -> dict:
+        """The row's solution with its level's errors, at its level's rate (else the world's)."""
+        level = _level(config, row)
+        rate = level.step_error_rate or config.step_error_rate
+        return with_step_errors(row, rate, slips, level.step_error)
+
+    splits["sft"] = [demonstration(r) for r in splits["sft"]]
     splits = {
         name: [in_symbols(r, _level(config, r)) for r in rows] for name, rows in splits.items()
     }
@@ -258,12 +257,14 @@ def world_overrides(out_dir: str | Path, config: DemoWorldConfig | None = None) 
     reward (the built world's, else ``config``'s: a world not built here, whose archived runs
     are only read)."""
     world = Path(out_dir)
-    built = _built_from(world) or dataclasses.asdict(config or DemoWorldConfig())
+    built = _built_from(world)
+    default = (config or DemoWorldConfig()).reward
+    reward = built.get("reward", DemoWorldConfig.reward) if built else default
     return [
         f"model_name_or_path={world / 'model'}",
         f"train_file={world / 'data' / 'train.jsonl'}",
         f"test_file={world / 'data' / 'test.jsonl'}",
-        f"reward={built.get('reward', DemoWorldConfig.reward)}",
+        f"reward={reward}",
     ]
 
 
