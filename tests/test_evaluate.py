@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from gvm_raft.cli import main
-from gvm_raft.data import PromptRow
-from gvm_raft.evaluate import benchmark_table, evaluate, evaluate_benchmarks, pass_at_k
+from gvm_raft.data import PromptRow, check_group_column
+from gvm_raft.errors import DataError
+from gvm_raft.evaluate import (
+    benchmark_table,
+    combine_shares,
+    evaluate,
+    evaluate_benchmarks,
+    group_counts,
+    pass_at_k,
+)
 from gvm_raft.rewards import load_reward
 from gvm_raft.rollout.base import Sample, SamplingParams
 
@@ -70,6 +78,48 @@ def test_evaluate_on_hand_made_outputs():
     }
 
 
+def test_each_group_gets_the_accuracy_of_its_own_prompts():
+    rows = [PromptRow(0, "2+3", "5", {"level": 1}), PromptRow(1, "3+4", "7", {"level": 2})]
+    metrics = evaluate(
+        ScriptedBackend(SCRIPTS),
+        rows,
+        ["2+3", "3+4"],
+        load_reward("arithmetic"),
+        samples=3,
+        params=SamplingParams(),
+        seed=0,
+        greedy=False,
+        group_column="level",
+    )
+    assert metrics["accuracy/level=1"] == pytest.approx(1 / 3)
+    assert metrics["accuracy/level=2"] == pytest.approx(2 / 3)
+    assert group_counts("level", rows + rows[:1]) == {"accuracy/level=1": 2, "accuracy/level=2": 1}
+    assert group_counts(None, rows) == {}
+
+
+def test_shares_combine_by_their_prompts_and_groups_by_their_own_counts():
+    # Process 0: 1 prompt of group a (accuracy 1). Process 1: 3 of group a (accuracy 0) and 2
+    # of group b (accuracy 0.5). Whole set: a = 1/4, b = 0.5, all = (1 + 0 + 1) / 6 = 1/3.
+    shares = [
+        ({"prompts": 1, "accuracy/g=a": 1}, {"accuracy": 1.0, "accuracy/g=a": 1.0}),
+        (
+            {"prompts": 5, "accuracy/g=a": 3, "accuracy/g=b": 2},
+            {"accuracy": 0.2, "accuracy/g=a": 0.0, "accuracy/g=b": 0.5},
+        ),
+        ({"prompts": 0}, {}),
+    ]
+    combined = combine_shares(shares)
+    assert combined == pytest.approx({"accuracy": 1 / 3, "accuracy/g=a": 0.25, "accuracy/g=b": 0.5})
+
+
+def test_a_group_column_some_rows_lack_is_refused_by_name():
+    rows = [PromptRow(0, "2+3", "5", {"level": 1}), PromptRow(1, "3+4", "7", {"level": None})]
+    with pytest.raises(DataError, match=r"eval_group_column='level': 1 of the 2 rows of t.jsonl"):
+        check_group_column("level", rows, "t.jsonl")
+    check_group_column("level", rows[:1], "t.jsonl")
+    check_group_column(None, rows, "t.jsonl")
+
+
 def test_benchmarks_are_averaged_without_weights():
     results = evaluate_benchmarks(
         ScriptedBackend(SCRIPTS),
@@ -94,6 +144,27 @@ def test_benchmarks_are_averaged_without_weights():
     assert table[-1].startswith("| average | 3 | 0.625 |")
 
 
+def test_groups_a_benchmark_lacks_are_blank_and_left_out_of_the_average():
+    rows = [PromptRow(0, "2+3", "5", {"level": 1}), PromptRow(1, "3+4", "7", {"level": 2})]
+    results = evaluate_benchmarks(
+        ScriptedBackend(SCRIPTS),
+        {"one": rows[:1], "both": rows},
+        lambda problem: problem,
+        load_reward("arithmetic"),
+        samples=2,
+        params=SamplingParams(),
+        seed=0,
+        greedy=False,
+        group_column="level",
+    )
+    assert results["both"]["accuracy/level=2"] == pytest.approx(1.0)
+    assert results["average"]["accuracy/level=1"] == pytest.approx(0.5)
+    assert "accuracy/level=2" not in results["average"]
+    table = benchmark_table(results).splitlines()
+    assert table[0].endswith("| accuracy/level=1 | accuracy/level=2 |")
+    assert table[2].endswith("| 0.500 |  |") and table[3].endswith("| 0.500 | 1.000 |")
+
+
 def test_eval_command_on_two_files(tiny_world, tmp_path, capsys):
     data = tiny_world / "data"
     out = tmp_path / "results.json"
@@ -113,6 +184,15 @@ def test_eval_command_on_two_files(tiny_world, tmp_path, capsys):
 
     assert main(["eval", args[0], str(data / "missing.jsonl")]) == 2
     assert "missing.jsonl does not exist" in capsys.readouterr().err
+
+    grouped = [*options, "--eval-group-column", "difficulty", "--out", str(out)]
+    assert main(["eval", args[0], args[1], *grouped]) == 0
+    test = json.loads(out.read_text())["test"]
+    levels = [json.loads(line)["difficulty"] for line in (data / "test.jsonl").open()][:5]
+    by_group = sum(test[f"accuracy/difficulty={d}"] * levels.count(d) for d in set(levels))
+    assert by_group / 5 == pytest.approx(test["accuracy"])
+    assert main(["eval", args[0], args[1], *options, "--eval-group-column", "family"]) == 2
+    assert "eval_group_column='family': 5 of the 5 rows of" in capsys.readouterr().err
 
 
 def test_eval_in_bfloat16_with_a_chosen_attention_kernel(tiny_world, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import gvm_raft.trainer
 from gvm_raft.allocation import allocate, knapsack_allocate
 from gvm_raft.config import ConfigError
 from gvm_raft.data import prompt_batch
+from gvm_raft.errors import DataError
 from gvm_raft.estep import ScoredSample
 from gvm_raft.estimators import uniform_target_weights
 from gvm_raft.mstep import advantages_for, mini_batches
@@ -87,6 +88,16 @@ def test_eval_every_evaluates_iteration_zero_every_kth_and_the_last(tiny_config)
     run_dir = train(tiny_config("run", iterations=3, eval_every=2), False)
     evaluated = [m["iteration"] for m in metric_rows(run_dir) if "test/accuracy" in m]
     assert evaluated == [0, 2, 3]
+
+
+def test_each_evaluation_logs_every_groups_accuracy(tiny_config, tiny_world):
+    run_dir = train(tiny_config("run", iterations=1, eval_group_column="difficulty"), False)
+    levels = [json.loads(line)["difficulty"] for line in (tiny_world / "data/test.jsonl").open()]
+    for row in metric_rows(run_dir):
+        by_group = sum(row[f"test/accuracy/difficulty={d}"] * levels.count(d) for d in set(levels))
+        assert by_group / len(levels) == pytest.approx(row["test/accuracy"])
+    with pytest.raises(DataError, match="eval_group_column='family'"):
+        train(tiny_config("other", eval_group_column="family"), False)
 
 
 def test_knapsack_and_acceptance_only_arms_follow_their_rules(tiny_config):

@@ -337,6 +337,11 @@ class GVMConfig:
         default=1,
         range=AT_LEAST_ONE,
     )
+    eval_group_column: str | None = doc(
+        "a test-set column (e.g. level, family, subject): each of its values also gets its own "
+        "sampled accuracy, test/accuracy/<column>=<value> (None = the whole set only)",
+        default=None,
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -535,6 +540,7 @@ RESUMABLE_CHANGES = frozenset(
         "eval_greedy",
         "eval_max_prompts",
         "eval_every",
+        "eval_group_column",
         "reward_timeout",
     }
 )
@@ -543,7 +549,7 @@ RESUMABLE_CHANGES = frozenset(
 # Settings that say where a run is written and what it logs, not what it computes: two runs
 # differing only in these are the same experiment.
 BOOKKEEPING_SETTINGS = frozenset(
-    {"resume", "output_dir", "keep_checkpoints", "log_with", "log_completions"}
+    {"resume", "output_dir", "keep_checkpoints", "log_with", "log_completions", "eval_group_column"}
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,21 @@ def rows_of(
     if not rows:
         raise DataError(f"dataset {source} has no usable rows")
     return rows
+
+
+def check_group_column(column: str | None, rows: Sequence[PromptRow], source: str) -> None:
+    """eval_group_column must name a column every row of an evaluation set fills."""
+    if column is None:
+        return
+    lacking = [row.row_id for row in rows if row.columns.get(column) is None]
+    if lacking:
+        present = sorted(set().union(*(row.columns for row in rows)))
+        raise DataError(
+            f"eval_group_column={column!r}: {len(lacking)} of the {len(rows)} rows of {source} "
+            f"have no value in such a column (first: row {lacking[0]}; columns: "
+            f"{', '.join(present)}): name a column every row fills, or leave eval_group_column "
+            "unset"
+        )
 
 
 def _records(dataset: Any, source: str) -> tuple[Any, list[str]]:

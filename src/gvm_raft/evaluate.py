@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gvm_raft.config import GVMConfig, load_config
-from gvm_raft.data import PromptRow
+from gvm_raft.data import PromptRow, check_group_column
 from gvm_raft.distributed import contiguous_share, gather_all
 from gvm_raft.errors import UserError
 from gvm_raft.estep import score
@@ -61,10 +61,12 @@ def evaluate(
     seed: int,
     greedy: bool = True,
     threshold: float = 1.0,
+    group_column: str | None = None,
 ) -> dict[str, float]:
     """accuracy (mean over samples), its standard error over prompts (accuracy_se: the standard
     deviation of the per-prompt accuracies / sqrt(prompts), the evaluation's own noise), pass@k,
-    maj@k and greedy accuracy over the prompts."""
+    maj@k and greedy accuracy over the prompts; with group_column, also the accuracy over the
+    prompts of each of that column's values (``group_key``)."""
     metrics: dict[str, float] = {}
     if samples > 0:
         correct, majority = _sampled(
@@ -78,9 +80,23 @@ def evaluate(
         metrics[f"maj@{samples}"] = float(np.mean(majority))
     if greedy:
         greedy_params = SamplingParams(0.0, 1.0, params.max_new_tokens)
-        correct, _ = _sampled(backend, rows, prompts, reward_fn, 1, greedy_params, seed, threshold)
-        metrics["accuracy_greedy"] = float(np.mean(correct))
+        right, _ = _sampled(backend, rows, prompts, reward_fn, 1, greedy_params, seed, threshold)
+        metrics["accuracy_greedy"] = float(np.mean(right))
+    if samples > 0 and group_column is not None:
+        labels = np.array([group_key(group_column, row) for row in rows])
+        for label in sorted(set(labels)):
+            metrics[label] = float(np.mean(correct[labels == label] / samples))
     return metrics
+
+
+def group_key(column: str, row: PromptRow) -> str:
+    """The metric name of a row's group: accuracy/<column>=<value>."""
+    return f"accuracy/{column}={row.columns[column]}"
+
+
+def group_counts(column: str | None, rows: Sequence[PromptRow]) -> dict[str, int]:
+    """How many of the rows each group of ``column`` holds, by metric name (none without one)."""
+    return dict(Counter(group_key(column, row) for row in rows)) if column else {}
 
 
 def standard_error(values: np.ndarray) -> float:
@@ -118,18 +134,28 @@ def evaluate_benchmarks(
     seed: int,
     greedy: bool = True,
     threshold: float = 1.0,
+    group_column: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """``evaluate`` on each named benchmark, plus an ``average`` entry (unweighted mean over
-    benchmarks, as papers report it)."""
+    benchmarks, as papers report it, of the metrics every benchmark has)."""
     results: dict[str, dict[str, float]] = {}
     for name, rows in benchmarks.items():
         prompts = [render(row.problem) for row in rows]
         metrics = evaluate(
-            backend, rows, prompts, reward_fn, samples, params, seed, greedy, threshold
+            backend,
+            rows,
+            prompts,
+            reward_fn,
+            samples,
+            params,
+            seed,
+            greedy,
+            threshold,
+            group_column,
         )
         results[name] = {"prompts": float(len(rows))} | metrics
     if len(results) > 1:
-        keys = next(iter(results.values())).keys()
+        keys = [k for k in _columns(results) if all(k in m for m in results.values())]
         average = {
             key: float(np.mean([metrics[key] for metrics in results.values()])) for key in keys
         }
@@ -142,16 +168,22 @@ def evaluate_benchmarks(
 
 
 def benchmark_table(results: dict[str, dict[str, float]]) -> str:
-    """Markdown table: one row per benchmark, one column per metric."""
-    keys = [k for k in next(iter(results.values())) if k != "prompts"]
+    """Markdown table: one row per benchmark, one column per metric (blank where a benchmark
+    has no such group)."""
+    keys = [k for k in _columns(results) if k != "prompts"]
     lines = [
         "| benchmark | prompts | " + " | ".join(keys) + " |",
         "|---|---|" + "---|" * len(keys),
     ]
     for name, metrics in results.items():
-        values = " | ".join(f"{metrics[k]:.3f}" for k in keys)
+        values = " | ".join(f"{metrics[k]:.3f}" if k in metrics else "" for k in keys)
         lines.append(f"| {name} | {int(metrics['prompts'])} | {values} |")
     return "\n".join(lines)
+
+
+def _columns(results: dict[str, dict[str, float]]) -> list[str]:
+    """Every metric name of the results, in order of first appearance."""
+    return list(dict.fromkeys(k for metrics in results.values() for k in metrics))
 
 
 DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -163,6 +195,7 @@ EVAL_SETTINGS = (
     "eval_temperature",
     "eval_greedy",
     "eval_max_prompts",
+    "eval_group_column",
     "top_p",
     "max_completion_length",
     "reward",
@@ -214,8 +247,9 @@ def evaluate_model(model_path: str, data_paths: Sequence[str], config: GVMConfig
         ]
         for name, path in zip(names, data_paths, strict=True)
     }
-    if "arithmetic" in config.reward.split(","):
-        for path, rows in zip(data_paths, benchmarks.values(), strict=True):
+    for path, rows in zip(data_paths, benchmarks.values(), strict=True):
+        check_group_column(config.eval_group_column, rows, path)
+        if "arithmetic" in config.reward.split(","):
             check_integer_answers([r.answer for r in rows], path)
     check_backend_available(config.rollout_backend)
     tokenizer = load_tokenizer(model_path, "model")
@@ -234,6 +268,7 @@ def evaluate_model(model_path: str, data_paths: Sequence[str], config: GVMConfig
             config.seed,
             config.eval_greedy,
             config.accept_threshold,
+            config.eval_group_column,
         )
     finally:
         close_reward(reward_fn)
@@ -256,6 +291,23 @@ def eval_backend(model_path: str, config: GVMConfig, tokenizer: Any) -> RolloutB
     if torch.cuda.is_available():
         model = model.cuda()
     return HFRollout(model, tokenizer, config.rollout_batch_size)
+
+
+def combine_shares(shares: Sequence[tuple[dict[str, int], dict[str, float]]]) -> dict[str, float]:
+    """The metrics of a test set evaluated in shares (one per process): each share's prompt
+    count (and its count per group, ``group_counts``) with its metrics. A metric is the mean of
+    the shares' values weighted by their prompts (a group's by the share's prompts in that
+    group); accuracy_se combines as independent means (``combined_standard_error``)."""
+    parts = [(counts, metrics) for counts, metrics in shares if counts["prompts"]]
+    combined = {}
+    for key in dict.fromkeys(k for _, metrics in parts for k in metrics):
+        weighted = [(c.get(key, c["prompts"]), m[key]) for c, m in parts if key in m]
+        combined[key] = sum(w * v for w, v in weighted) / sum(w for w, _ in weighted)
+    if "accuracy_se" in combined:
+        combined["accuracy_se"] = combined_standard_error(
+            [m["accuracy_se"] for _, m in parts], [c["prompts"] for c, _ in parts]
+        )
+    return combined
 
 
 def evaluate_policy(run: Run) -> dict[str, float]:
@@ -282,17 +334,13 @@ def evaluate_policy(run: Run) -> dict[str, float]:
             stream_seed(config.seed, Stream.EVALUATION, run.accelerator.process_index),
             config.eval_greedy,
             config.accept_threshold,
+            config.eval_group_column,
         )
         if mine
         else {}
     )
-    parts = [(n, m) for n, m in gather_all(run.accelerator, (len(mine), local)) if n]
-    total = sum(n for n, _ in parts)
-    metrics = {key: sum(n * m[key] for n, m in parts) / total for key in parts[0][1]}
-    if "accuracy_se" in metrics:
-        metrics["accuracy_se"] = combined_standard_error(
-            [m["accuracy_se"] for _, m in parts], [n for n, _ in parts]
-        )
+    counts = {"prompts": len(mine)} | group_counts(config.eval_group_column, mine)
+    metrics = combine_shares(gather_all(run.accelerator, (counts, local)))
     return {f"test/{key}": value for key, value in metrics.items()} | {
         "time/eval": time.perf_counter() - tic
     }

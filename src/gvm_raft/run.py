@@ -26,7 +26,7 @@ from gvm_raft.checkpoint import (
     remove_staging,
 )
 from gvm_raft.config import ConfigError, GVMConfig
-from gvm_raft.data import PromptRow, load_prompts, render_prompt
+from gvm_raft.data import PromptRow, check_group_column, load_prompts, render_prompt
 from gvm_raft.estep import ScoredSample
 from gvm_raft.models import (
     enable_activation_checkpointing,
@@ -184,6 +184,7 @@ def load_datasets(
         )
     if test_rows is None and config.test_file:
         test_rows = load_prompts(config.test_file, config.prompt_column, config.answer_column)
+    check_group_column(config.eval_group_column, test_rows or [], config.test_file or "test")
     if isinstance(config.reward, str) and "arithmetic" in config.reward.split(","):
         check_integer_answers([r.answer for r in train_rows], config.train_file or "train_dataset")
         check_integer_answers([r.answer for r in test_rows or []], config.test_file or "test")
