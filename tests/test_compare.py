@@ -14,6 +14,7 @@ from gvm_raft.compare import make_arms, run_arms
 from gvm_raft.compare_report import (
     accept_rate_bin,
     budget_by_accept_rate,
+    group_table,
     write_results,
     write_sweep,
 )
@@ -66,6 +67,42 @@ def test_summary_on_hand_made_curves():
     assert gvm["auc_diff_seeds"] == pytest.approx([1.09 / 3 - 0.34] * 2)
     assert gvm["auc_diff_interval"] == pytest.approx((1.09 / 3 - 0.34,) * 2)
     assert uniform["auc_diff_interval"] == (0.0, 0.0)
+
+
+def with_groups(runs, groups):
+    """Runs' rows with test/accuracy/<group> curves: groups[g][seed] lists its accuracies."""
+    return [
+        [
+            row | {f"test/accuracy/{g}": curves[s][i] for g, curves in groups.items()}
+            for i, row in enumerate(run)
+        ]
+        for s, run in enumerate(runs)
+    ]
+
+
+def test_accuracy_by_group_on_hand_made_curves(tmp_path):
+    # Two seeds, iterations 0-2. Mean over iterations 1-2 of group a: uniform 0.2 and 0.4, GVM
+    # 0.3 and 0.3 (differences +0.1, -0.1); of group b: uniform 0.5, 0.5, GVM 0.6, 0.7.
+    uniform = with_groups(
+        [rows([0.3, 0.3, 0.3], 100)] * 2,
+        {"family=a": [[0.0, 0.1, 0.3], [0.0, 0.4, 0.4]], "family=b": [[0.5, 0.5, 0.5]] * 2},
+    )
+    gvm = with_groups(
+        [rows([0.3, 0.4, 0.4], 100)] * 2,
+        {
+            "family=a": [[0.0, 0.2, 0.4], [0.0, 0.3, 0.3]],
+            "family=b": [[0.5, 0.6, 0.6], [0.5, 0.7, 0.7]],
+        },
+    )
+    results = {"raft++/uniform": uniform, "raft++/gvm": gvm}
+    table = group_table(results, "raft++/uniform").splitlines()
+    assert table[0] == "| group | raft++/uniform | raft++/gvm - uniform |"
+    assert table[2].startswith("| family=a | 0.300 | +0.000 [-0.100, 0.100] (+0.100 -0.100) |")
+    assert table[3].startswith("| family=b | 0.500 | +0.150 [0.100, 0.200] (+0.100 +0.200) |")
+    assert "family=b | 0.500 | +0.150" in write_results(
+        results, tmp_path, {"raft++": "raft++/uniform"}
+    )
+    assert group_table({"raft++/uniform": [rows([0.3, 0.4], 1)]}, "raft++/uniform") == ""
 
 
 def test_bootstrap_interval_of_a_paired_mean():

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gvm_raft.compare_stats import summarise
+from gvm_raft.compare_stats import by_group, summarise
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text
 from gvm_raft.report import accuracy_panels, pyplot, save_figure
@@ -139,6 +139,27 @@ def budget_by_accept_rate(run_dirs: dict[str, list[Path]]) -> str:
     return "\n".join(lines)
 
 
+def group_table(results: dict[str, list[list[dict]]], baseline: str) -> str:
+    """Mean accuracy over iterations by test-set group (``by_group``): the baseline's, then
+    each arm's paired difference, mean [95% interval] and per seed; empty without groups."""
+    groups = by_group(results, baseline)
+    if not groups:
+        return ""
+    arms = [label for label in results if label != baseline]
+    lines = [
+        "| group | " + " | ".join([baseline, *(f"{a} - uniform" for a in arms)]) + " |",
+        "|---|---|" + "---|" * len(arms),
+    ]
+    for group, row in groups.items():
+        cells = [group, f"{row['baseline']:.3f}"]
+        for label in arms:
+            diff, interval = row[label]
+            paired = _paired_differences(diff)
+            cells.append(f"{diff.mean():+.3f}{_interval(interval, 3)} ({paired})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_results(
     results: dict[str, list[list[dict]]], out_dir: Path, baselines: dict[str, str]
 ) -> str:
@@ -156,10 +177,17 @@ def write_results(
     for algorithm, baseline in baselines.items():
         arms = {k: v for k, v in results.items() if k.split("/")[0] == algorithm}
         run_dirs = {label: comparison_runs(out_dir, label) for label in arms}
+        groups = group_table(arms, baseline)
         sections.append(
             f"## {algorithm}\n\n{markdown_table(summarise(arms, baseline))}\n\n"
             "Samples drawn / prompts, by the estimated acceptance rate p_i the allocation used "
             f"(shares over all iterations and seeds):\n\n{budget_by_accept_rate(run_dirs)}\n"
+            + (
+                f"\nMean accuracy over iterations by test-set group (eval_group_column): "
+                f"uniform's, and each arm's paired difference from it:\n\n{groups}\n"
+                if groups
+                else ""
+            )
         )
     images = plot(results, out_dir)
     text = "\n".join(sections + [f"![{p.stem}]({p.name})" for p in images]) + "\n"

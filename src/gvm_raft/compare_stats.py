@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gvm_raft.report import curves
+from gvm_raft.report import ACCURACY, curves
 
 X_AXES = {"steps": "iteration", "tokens": "tokens/cumulative"}
 
@@ -150,6 +150,40 @@ def summarise(results: dict[str, list[list[dict]]], baseline: str) -> list[dict[
                 ]
         table.append(row)
     return table
+
+
+GROUP_PREFIX = "test/accuracy/"
+
+
+def by_group(results: dict[str, list[list[dict]]], baseline: str) -> dict[str, dict[str, Any]]:
+    """Per group of the test set (``eval_group_column``'s metrics, those every evaluation of
+    every run logs): the baseline's mean accuracy over iterations (mean over seeds) and each
+    other arm's paired difference from it, per seed and with a bootstrap interval."""
+    evaluated = [r for runs in results.values() for rows in runs for r in rows if ACCURACY in r]
+    if not evaluated:
+        return {}
+    groups = [k for k in evaluated[0] if k.startswith(GROUP_PREFIX)]
+    groups = [g for g in groups if all(g in r for r in evaluated)]
+    table: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        base = mean_over_iterations(_group_curves(results[baseline], group))
+        row: dict[str, Any] = {"baseline": float(base.mean())}
+        for label, runs in results.items():
+            if label == baseline:
+                continue
+            paired = min(len(runs), len(base))
+            diff = mean_over_iterations(_group_curves(runs, group)[:paired]) - base[:paired]
+            interval = bootstrap_interval(lambda idx, d=diff: float(d[idx].mean()), paired)
+            row[label] = (diff, interval)
+        table[group.removeprefix(GROUP_PREFIX)] = row
+    return table
+
+
+def _group_curves(runs: list[list[dict]], key: str) -> np.ndarray:
+    """One group's accuracy at each evaluation, shape (runs, evaluations), cut to the shortest."""
+    evaluated = [[r[key] for r in rows if ACCURACY in r] for rows in runs]
+    length = min(len(e) for e in evaluated)
+    return np.array([e[:length] for e in evaluated], dtype=float)
 
 
 def _mean_metric(runs: list[list[dict]], key: str, skip_base: bool = True) -> float:
