@@ -103,6 +103,8 @@ def test_accuracy_by_group_on_hand_made_curves(tmp_path):
         results, tmp_path, {"raft++": "raft++/uniform"}
     )
     assert group_table({"raft++/uniform": [rows([0.3, 0.4], 1)]}, "raft++/uniform") == ""
+    older = results | {"raft++/knapsack": [rows([0.3, 0.4, 0.4], 100)] * 2}
+    assert group_table(older, "raft++/uniform").splitlines()[3].endswith(" | not logged |")
 
 
 def test_bootstrap_interval_of_a_paired_mean():

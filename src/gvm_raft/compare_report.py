@@ -153,6 +153,9 @@ def group_table(results: dict[str, list[list[dict]]], baseline: str) -> str:
     for group, row in groups.items():
         cells = [group, f"{row['baseline']:.3f}"]
         for label in arms:
+            if row[label] is None:
+                cells.append("not logged")
+                continue
             diff, interval = row[label]
             paired = _paired_differences(diff)
             cells.append(f"{diff.mean():+.3f}{_interval(interval, 3)} ({paired})")

@@ -157,19 +157,23 @@ GROUP_PREFIX = "test/accuracy/"
 
 def by_group(results: dict[str, list[list[dict]]], baseline: str) -> dict[str, dict[str, Any]]:
     """Per group of the test set (``eval_group_column``'s metrics, those every evaluation of
-    every run logs): the baseline's mean accuracy over iterations (mean over seeds) and each
-    other arm's paired difference from it, per seed and with a bootstrap interval."""
-    evaluated = [r for runs in results.values() for rows in runs for r in rows if ACCURACY in r]
-    if not evaluated:
+    every baseline run logs): the baseline's mean accuracy over iterations (mean over seeds)
+    and each other arm's paired difference from it, per seed and with a bootstrap interval
+    (None for an arm whose runs did not log the group)."""
+    base_rows = [r for rows in results[baseline] for r in rows if ACCURACY in r]
+    if not base_rows:
         return {}
-    groups = [k for k in evaluated[0] if k.startswith(GROUP_PREFIX)]
-    groups = [g for g in groups if all(g in r for r in evaluated)]
+    groups = [k for k in base_rows[0] if k.startswith(GROUP_PREFIX)]
+    groups = [g for g in groups if all(g in r for r in base_rows)]
     table: dict[str, dict[str, Any]] = {}
     for group in groups:
         base = mean_over_iterations(_group_curves(results[baseline], group))
         row: dict[str, Any] = {"baseline": float(base.mean())}
         for label, runs in results.items():
             if label == baseline:
+                continue
+            if not all(group in r for rows in runs for r in rows if ACCURACY in r):
+                row[label] = None
                 continue
             paired = min(len(runs), len(base))
             diff = mean_over_iterations(_group_curves(runs, group)[:paired]) - base[:paired]
