@@ -47,18 +47,20 @@ bench: $(STAMP)
 # The README's results (docs/results.md), each comparison's runs archived in benchmarks/results/
 # (killed runs resume, finished ones are only read; about 8 hours on 2 CPU cores in all):
 # allocation matched to the trained objective against uniform and the paper's GVM, with the A/A
-# calibration, GVM's own weighted estimator, and the paper's step accounting (RAFT++ and GRPO);
-# the mini-batch sweep; the families world, whose prompt families share no skill.
+# calibration, GVM's own weighted estimator, the control that only skips unsolved prompts, and
+# the paper's step accounting (RAFT++ and GRPO); the mini-batch sweep; the families world, whose
+# prompt families share no skill, with accuracy by family.
 MATCHED := --strategies uniform gvm gvm-matched uniform-aa \
-	--ablations gvm-weighted gvm-reweighted gvm-steps-x8 uniform-steps-x8
+	--ablations gvm-weighted gvm-reweighted solved-reweighted gvm-steps-x8 uniform-steps-x8
 convergence: $(STAMP)
 	$(BIN)/python benchmarks/convergence.py --algorithms raft++ grpo $(MATCHED) \
 		--ablation-algorithms raft++ grpo --archive benchmarks/results/chains
 	$(BIN)/python benchmarks/convergence.py --algorithms raft++ --seeds 0 1 2 \
-		--sweep mini_batch_size=64,16,8 --sweep-only --sweep-strategies uniform gvm gvm-matched
+		--sweep mini_batch_size=64,16,8 --sweep-only --sweep-strategies uniform gvm gvm-matched \
+		--archive benchmarks/results/chains
 	$(BIN)/python benchmarks/convergence.py --world-config families --out runs/convergence-families \
-		--algorithms raft++ --strategies uniform gvm gvm-matched --ablations --seeds 0 1 2 \
-		--archive benchmarks/results/families
+		--algorithms raft++ --strategies uniform gvm gvm-matched --ablations solved-reweighted \
+		--seeds 0 1 2 --extra-seeds 0 1 2 --archive benchmarks/results/families eval_group_column=family
 
 # The earlier tables of docs/results.md: Knapsack-RL, DAPO and the first ablations, then when
 # GVM helps: the budget per prompt N/m and the stage-1 size (about 5 hours).
