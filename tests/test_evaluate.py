@@ -56,16 +56,16 @@ SCRIPTS = {
 }
 
 
+def evaluate_scripted(rows, **options):
+    """``evaluate`` on the scripted outputs, 3 samples per prompt, the arithmetic reward."""
+    prompts = [row.problem for row in rows]
+    reward = load_reward("arithmetic")
+    backend = ScriptedBackend(SCRIPTS)
+    return evaluate(backend, rows, prompts, reward, 3, SamplingParams(), 0, **options)
+
+
 def test_evaluate_on_hand_made_outputs():
-    metrics = evaluate(
-        ScriptedBackend(SCRIPTS),
-        ROWS,
-        ["2+3", "3+4"],
-        load_reward("arithmetic"),
-        samples=3,
-        params=SamplingParams(),
-        seed=0,
-    )
+    metrics = evaluate_scripted(ROWS)
     # Prompt 1: 1 of 3 correct, majority answer 4 (wrong). Prompt 2: 2 of 3, majority 7 (right).
     # Greedy (the first completion) is right on both.
     # Per-prompt accuracies 1/3 and 2/3: standard deviation sqrt(2 / 36), over sqrt(2) prompts.
@@ -80,17 +80,7 @@ def test_evaluate_on_hand_made_outputs():
 
 def test_each_group_gets_the_accuracy_of_its_own_prompts():
     rows = [PromptRow(0, "2+3", "5", {"level": 1}), PromptRow(1, "3+4", "7", {"level": 2})]
-    metrics = evaluate(
-        ScriptedBackend(SCRIPTS),
-        rows,
-        ["2+3", "3+4"],
-        load_reward("arithmetic"),
-        samples=3,
-        params=SamplingParams(),
-        seed=0,
-        greedy=False,
-        group_column="level",
-    )
+    metrics = evaluate_scripted(rows, greedy=False, group_column="level")
     assert metrics["accuracy/level=1"] == pytest.approx(1 / 3)
     assert metrics["accuracy/level=2"] == pytest.approx(2 / 3)
     assert group_counts("level", rows + rows[:1]) == {"accuracy/level=1": 2, "accuracy/level=2": 1}

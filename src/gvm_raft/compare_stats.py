@@ -167,7 +167,7 @@ def by_group(results: dict[str, list[list[dict]]], baseline: str) -> dict[str, d
     groups = [g for g in groups if all(g in r for r in base_rows)]
     table: dict[str, dict[str, Any]] = {}
     for group in groups:
-        base = mean_over_iterations(_group_curves(results[baseline], group))
+        base = mean_over_iterations(curves(results[baseline], "iteration", group)[1])
         row: dict[str, Any] = {"baseline": float(base.mean())}
         for label, runs in results.items():
             if label == baseline:
@@ -176,18 +176,12 @@ def by_group(results: dict[str, list[list[dict]]], baseline: str) -> dict[str, d
                 row[label] = None
                 continue
             paired = min(len(runs), len(base))
-            diff = mean_over_iterations(_group_curves(runs, group)[:paired]) - base[:paired]
+            accuracy = curves(runs, "iteration", group)[1]
+            diff = mean_over_iterations(accuracy[:paired]) - base[:paired]
             interval = bootstrap_interval(lambda idx, d=diff: float(d[idx].mean()), paired)
             row[label] = (diff, interval)
         table[group.removeprefix(GROUP_PREFIX)] = row
     return table
-
-
-def _group_curves(runs: list[list[dict]], key: str) -> np.ndarray:
-    """One group's accuracy at each evaluation, shape (runs, evaluations), cut to the shortest."""
-    evaluated = [[r[key] for r in rows if ACCURACY in r] for rows in runs]
-    length = min(len(e) for e in evaluated)
-    return np.array([e[:length] for e in evaluated], dtype=float)
 
 
 def _mean_metric(runs: list[list[dict]], key: str, skip_base: bool = True) -> float:

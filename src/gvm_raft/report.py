@@ -96,13 +96,16 @@ ACCURACY = "test/accuracy"
 CURVE_AXES = (("iteration", "iteration"), ("tokens/cumulative", "generated tokens (stage 1 + 2)"))
 
 
-def curves(runs: list[list[dict]], x_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, accuracy) arrays of shape (runs, evaluations) from the evaluated metric rows of each
-    run (rows without a test accuracy left out), cut to the shortest run."""
+def curves(
+    runs: list[list[dict]], x_key: str, y_key: str = ACCURACY
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) arrays of shape (runs, evaluations), y the test accuracy (or another metric every
+    evaluation logs, e.g. a group's accuracy), from the evaluated metric rows of each run (rows
+    without a test accuracy left out), cut to the shortest run."""
     evaluated = [[r for r in rows if ACCURACY in r] for rows in runs]
     length = min(len(rows) for rows in evaluated)
     xs = np.array([[r.get(x_key, 0.0) for r in rows[:length]] for rows in evaluated], dtype=float)
-    ys = np.array([[r[ACCURACY] for r in rows[:length]] for rows in evaluated], dtype=float)
+    ys = np.array([[r[y_key] for r in rows[:length]] for rows in evaluated], dtype=float)
     return xs, ys
 
 
