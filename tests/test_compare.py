@@ -14,6 +14,7 @@ from gvm_raft.compare import make_arms, run_arms
 from gvm_raft.compare_report import (
     accept_rate_bin,
     budget_by_accept_rate,
+    budget_by_group,
     group_table,
     write_results,
     write_sweep,
@@ -198,6 +199,27 @@ def test_budget_by_accept_rate_on_hand_made_allocations(tmp_path):
     assert table.splitlines()[2:] == [
         "| raft++/gvm | 0.12 / 0.25 | 0.50 / 0.25 | 0.25 / 0.25 | 0.06 / 0.12 | 0.06 / 0.12 |"
     ]
+
+
+def test_budget_by_group_on_hand_made_allocations(tmp_path):
+    matched, plain = tmp_path / "matched", tmp_path / "plain"
+    matched.mkdir()
+    plain.mkdir()
+    rows = [
+        {"group": ["f=a", "f=b", "f=b", None], "n_samples": [0, 12, 4, 16]},
+        {"group": ["f=a", "f=a", "f=c", "f=b"], "n_samples": [8, 0, 8, 16]},
+    ]
+    (matched / "allocations.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (plain / "allocations.jsonl").write_text(json.dumps({"n_samples": [8, 8]}))
+    table = budget_by_group({"raft++/gvm-matched": [matched], "raft++/uniform": [plain]})
+    # 7 grouped prompts, 48 of their samples: a holds 8 samples and 3 prompts, b 32 and 3,
+    # c 8 and 1; the prompt without a group is left out, and so is the arm that logged none
+    assert table.splitlines() == [
+        "| arm | f=a | f=b | f=c |",
+        "|---|---|---|---|",
+        "| raft++/gvm-matched | 0.17 / 0.43 | 0.67 / 0.43 | 0.17 / 0.14 |",
+    ]
+    assert budget_by_group({"raft++/uniform": [plain]}) == ""
 
 
 def test_unknown_arm_is_named():

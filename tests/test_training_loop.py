@@ -96,6 +96,10 @@ def test_each_evaluation_logs_every_groups_accuracy(tiny_config, tiny_world):
     for row in metric_rows(run_dir):
         by_group = sum(row[f"test/accuracy/difficulty={d}"] * levels.count(d) for d in set(levels))
         assert by_group / len(levels) == pytest.approx(row["test/accuracy"])
+    train_file = tiny_world / "data/train.jsonl"
+    train_levels = [json.loads(line)["difficulty"] for line in train_file.open()]
+    for row in allocation_rows(run_dir):  # each trained prompt's group, by its row id
+        assert row["group"] == [f"difficulty={train_levels[i]}" for i in row["row_id"]]
     with pytest.raises(DataError, match="eval_group_column='family'"):
         train(tiny_config("other", eval_group_column="family"), False)
 

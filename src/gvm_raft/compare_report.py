@@ -3,6 +3,7 @@ where each arm's samples went, and the sweeps' sweep.md; from compare_stats.py's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,22 +119,63 @@ def budget_by_accept_rate(run_dirs: dict[str, list[Path]]) -> str:
     """Where each arm's samples went: per bin of the estimated acceptance rate p_i (the one the
     allocation used), the share of all samples drawn / the share of prompts, over every
     iteration and seed (allocations.jsonl). Uniform allocation gives equal shares."""
+    return _share_table(
+        run_dirs,
+        ACCEPT_RATE_BINS,
+        "p_i ",
+        lambda row: [accept_rate_bin(p) for p in row["accept_rate"]],
+    )
+
+
+def budget_by_group(run_dirs: dict[str, list[Path]]) -> str:
+    """Where each arm's samples went by training prompts' group (eval_group_column's
+    "<column>=<value>", logged in allocations.jsonl): the share of all samples drawn / the
+    share of prompts, over every iteration and seed; empty when no arm logged groups."""
+    groups = sorted(
+        {
+            str(group)
+            for dirs in run_dirs.values()
+            for run_dir in dirs
+            for row in read_allocations(run_dir)
+            for group in row.get("group", [])
+            if group is not None
+        }
+    )
+    if not groups:
+        return ""
+    return _share_table(
+        run_dirs, tuple(groups), "", lambda row: [str(g) for g in row.get("group", [])]
+    )
+
+
+def _share_table(
+    run_dirs: dict[str, list[Path]],
+    columns: tuple[str, ...],
+    prefix: str,
+    bins_of: Callable[[dict], list[str]],
+) -> str:
+    """Per arm and column, samples drawn / prompts as shares of the arm's totals over the
+    prompts ``bins_of`` puts in some column (allocations.jsonl); arms without any are left out."""
     lines = [
-        "| arm | " + " | ".join(f"p_i {b}" for b in ACCEPT_RATE_BINS) + " |",
-        "|---|" + "---|" * len(ACCEPT_RATE_BINS),
+        "| arm | " + " | ".join(f"{prefix}{c}" for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for label, dirs in run_dirs.items():
-        prompts = dict.fromkeys(ACCEPT_RATE_BINS, 0)
-        samples = dict.fromkeys(ACCEPT_RATE_BINS, 0)
+        prompts = dict.fromkeys(columns, 0)
+        samples = dict.fromkeys(columns, 0)
         for row in (r for run_dir in dirs for r in read_allocations(run_dir)):
-            for accept_rate, n in zip(row["accept_rate"], row["n_samples"], strict=True):
-                prompts[accept_rate_bin(accept_rate)] += 1
-                samples[accept_rate_bin(accept_rate)] += n
+            bins = bins_of(row)
+            if not bins:  # a run that did not log this
+                continue
+            for column, n in zip(bins, row["n_samples"], strict=True):
+                if column in prompts:
+                    prompts[column] += 1
+                    samples[column] += n
         if not sum(prompts.values()):
             continue
         cells = [
-            f"{samples[b] / sum(samples.values()):.2f} / {prompts[b] / sum(prompts.values()):.2f}"
-            for b in ACCEPT_RATE_BINS
+            f"{samples[c] / sum(samples.values()):.2f} / {prompts[c] / sum(prompts.values()):.2f}"
+            for c in columns
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -181,10 +223,17 @@ def write_results(
         arms = {k: v for k, v in results.items() if k.split("/")[0] == algorithm}
         run_dirs = {label: comparison_runs(out_dir, label) for label in arms}
         groups = group_table(arms, baseline)
+        shares = budget_by_group(run_dirs)
         sections.append(
             f"## {algorithm}\n\n{markdown_table(summarise(arms, baseline))}\n\n"
             "Samples drawn / prompts, by the estimated acceptance rate p_i the allocation used "
             f"(shares over all iterations and seeds):\n\n{budget_by_accept_rate(run_dirs)}\n"
+            + (
+                "\nSamples drawn / prompts, by the training prompts' group (eval_group_column; "
+                f"shares over all iterations and seeds):\n\n{shares}\n"
+                if shares
+                else ""
+            )
             + (
                 f"\nMean accuracy over iterations by test-set group (eval_group_column): "
                 f"uniform's, and each arm's paired difference from it:\n\n{groups}\n"

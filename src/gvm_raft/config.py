@@ -339,7 +339,8 @@ class GVMConfig:
     )
     eval_group_column: str | None = doc(
         "a test-set column (e.g. level, family, subject): each of its values also gets its own "
-        "sampled accuracy, test/accuracy/<column>=<value> (None = the whole set only)",
+        "sampled accuracy, test/accuracy/<column>=<value>, and allocations.jsonl records each "
+        "training prompt's value (None = the whole set only)",
         default=None,
     )
 

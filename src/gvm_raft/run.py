@@ -382,7 +382,9 @@ def record_allocation(
     fallback: str | None,
 ) -> None:
     """The iteration's prompts (dataset row ids), their estimated p_i and G_i, the samples
-    each got, and why the strategy fell back to uniform (null when it did not)."""
+    each got, why the strategy fell back to uniform (null when it did not) and, with
+    eval_group_column set, each prompt's group "<column>=<value>" (null where the training row
+    has no such value)."""
     if not run.accelerator.is_main_process:
         return
     row = {
@@ -393,6 +395,11 @@ def record_allocation(
         "n_samples": n_samples.tolist(),
         "fallback": fallback,
     }
+    column = run.config.eval_group_column
+    if column is not None:
+        row["group"] = [
+            None if r.columns.get(column) is None else f"{column}={r.columns[column]}" for r in rows
+        ]
     append_allocation(run.run_dir, row)
 
 
