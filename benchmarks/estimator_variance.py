@@ -1,12 +1,14 @@
-"""The variance each arm's allocation gives the estimator RAFT / RAFT++ trains with uniform's
+"""The variance each arm's allocation gives the estimator its algorithm trains with uniform's
 target, on the runs' own statistics.
 
 For every iteration of every run under a comparison's runs/<algorithm>/<arm>/seed-*, from its
-allocations.jsonl (the stage-1 estimates p_i, G_i the allocation used and its sizes n_i): the
-nbar/n_i-weighted accuracy estimator's variance sum_i p_i G_i^2 / n_i (docs/estimators.md,
-section 2) against uniform allocation's (n_i = nbar) on the same prompts and estimates; the
-mean over iterations and seeds per arm, with its 10th and 90th percentiles. Prompts with
-p_i G_i = 0 (none of the stage-1 samples verified) contribute nothing by these estimates.
+allocations.jsonl (the stage-1 estimates p_i, G_i the allocation used and its sizes n_i), the
+variance of the estimator weighted to keep uniform's target, against uniform allocation's
+(n_i = nbar) on the same prompts and estimates (docs/estimators.md): for RAFT / RAFT++ the
+accuracy estimator's sum_i p_i G_i^2 / n_i (section 2), for GRPO the group-normalised one's
+sum_i G_i^2 d_nbar^2 (n_i - 1) P_{n_i} / d_{n_i}^2 (section 4); the mean over iterations and
+seeds per arm, with its 10th and 90th percentiles. Prompts with no target by these estimates
+(p_i G_i = 0, and for GRPO also p_i = 1) contribute nothing.
 
 Run: .venv/bin/python benchmarks/estimator_variance.py benchmarks/results/chains
 """
@@ -18,19 +20,27 @@ from pathlib import Path
 
 import numpy as np
 
-from gvm_raft.estimators import accuracy_variance
+from gvm_raft.estimators import accuracy_variance, grpo_variance
 from gvm_raft.rundir import read_allocations, recorded_settings
 
 
 def variance_ratios(run_dir: Path) -> list[float]:
-    """Per iteration: sum p G^2 / n at the run's sizes over the same sum at nbar samples."""
-    nbar = recorded_settings(run_dir)["num_generations"]
+    """Per iteration: the trained estimator's variance at the run's sizes over the same at nbar
+    samples per prompt (the run's algorithm picks the estimator; RAFT++ when none is recorded)."""
+    settings = recorded_settings(run_dir)
+    nbar = settings["num_generations"]
+
+    def variance(n: np.ndarray, g: list[float], p: list[float]) -> float:
+        if settings.get("algorithm") == "grpo":
+            return grpo_variance(n, g, p, nbar)
+        return accuracy_variance(n, g, p)
+
     ratios = []
     for row in read_allocations(run_dir):
-        p, g, n = row["accept_rate"], row["grad_norm"], row["n_samples"]
-        uniform = accuracy_variance(np.full(len(n), nbar), g, p)
+        p, g, n = row["accept_rate"], row["grad_norm"], np.asarray(row["n_samples"])
+        uniform = variance(np.full(len(n), nbar), g, p)
         if uniform > 0:
-            ratios.append(accuracy_variance(n, g, p) / uniform)
+            ratios.append(variance(n, g, p) / uniform)
     return ratios
 
 
@@ -38,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("comparison", type=Path, help="a comparison (or archive) directory")
     args = parser.parse_args()
-    print("| arm | seeds | accuracy-estimator variance / uniform's: mean [10%, 90%] |")
+    print("| arm | seeds | trained estimator's variance / uniform's: mean [10%, 90%] |")
     print("|---|---|---|")
     for arm in sorted((args.comparison / "runs").glob("*/*")):
         runs = sorted(arm.glob("seed-*"))

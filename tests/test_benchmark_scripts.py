@@ -6,6 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from gvm_raft.fileio import read_jsonl, write_jsonl
 from gvm_raft.rundir import append_allocation
 
@@ -38,3 +41,14 @@ def test_the_accuracy_estimators_variance_ratio_by_hand(tmp_path):
     append_allocation(tmp_path, row | {"n_samples": [4, 12]})
     append_allocation(tmp_path, row | {"iteration": 2, "n_samples": [16, 0]})
     assert variance_ratios(tmp_path) == [2.0, 0.5]
+
+
+def test_grpo_runs_get_the_group_normalised_estimators_variance_ratio_by_hand(tmp_path):
+    (tmp_path / "config.yaml").write_text("num_generations: 2\nalgorithm: grpo\n")
+    # the p = 1 prompt has no GRPO target (under RAFT++'s estimator, 0 samples would be inf);
+    # the p = 1/2 one costs G^2 d_2^2 (n - 1) P_n / d_n^2 with d_2^2 = 1/8, P_2 = 1/2,
+    # d_4 = (4 * 1.5 + 6 * sqrt(3) + 4 * 1.5) / 16, P_4 = 7/8
+    row = {"iteration": 1, "accept_rate": [0.5, 1.0], "grad_norm": [2.0, 3.0]}
+    append_allocation(tmp_path, row | {"n_samples": [4, 0]})
+    d4 = (12 + 6 * np.sqrt(3)) / 16
+    assert variance_ratios(tmp_path) == pytest.approx([(3 * 7 / 8 / 8 / d4**2) / 0.5])
