@@ -13,6 +13,7 @@ from gvm_raft.cli import main
 from gvm_raft.compare import make_arms, run_arms
 from gvm_raft.compare_report import (
     accept_rate_bin,
+    arm_allocations,
     budget_by_accept_rate,
     budget_by_group,
     group_table,
@@ -193,7 +194,8 @@ def test_budget_by_accept_rate_on_hand_made_allocations(tmp_path):
         {"iteration": 2, "accept_rate": [0.0, 0.25, 0.5, 0.5], "n_samples": [4, 12, 8, 8]},
     ]
     (gvm / "allocations.jsonl").write_text("\n".join(json.dumps(r) for r in allocations))
-    table = budget_by_accept_rate({"raft++/gvm": [gvm], "raft++/none": [tmp_path / "missing"]})
+    runs = {"raft++/gvm": [gvm], "raft++/none": [tmp_path / "missing"]}
+    table = budget_by_accept_rate(arm_allocations(runs))
     # 64 samples on 8 prompts: p = 0 holds 8 samples and 2 prompts, (0, 1/3] 32 and 2,
     # (1/3, 2/3] 16 and 2, (2/3, 1) 4 and 1, 1 4 and 1; an arm without allocations is left out
     assert table.splitlines()[2:] == [
@@ -211,7 +213,8 @@ def test_budget_by_group_on_hand_made_allocations(tmp_path):
     ]
     (matched / "allocations.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (plain / "allocations.jsonl").write_text(json.dumps({"n_samples": [8, 8]}))
-    table = budget_by_group({"raft++/gvm-matched": [matched], "raft++/uniform": [plain]})
+    runs = {"raft++/gvm-matched": [matched], "raft++/uniform": [plain]}
+    table = budget_by_group(arm_allocations(runs))
     # 7 grouped prompts, 48 of their samples: a holds 8 samples and 3 prompts, b 32 and 3,
     # c 8 and 1; the prompt without a group is left out, and so is the arm that logged none
     assert table.splitlines() == [
@@ -219,7 +222,7 @@ def test_budget_by_group_on_hand_made_allocations(tmp_path):
         "|---|---|---|---|",
         "| raft++/gvm-matched | 0.17 / 0.43 | 0.67 / 0.43 | 0.17 / 0.14 |",
     ]
-    assert budget_by_group({"raft++/uniform": [plain]}) == ""
+    assert budget_by_group(arm_allocations({"raft++/uniform": [plain]})) == ""
 
 
 def test_unknown_arm_is_named():

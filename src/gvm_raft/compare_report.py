@@ -115,55 +115,60 @@ def accept_rate_bin(accept_rate: float) -> str:
     return ACCEPT_RATE_BINS[1 + min(int(accept_rate * 3 - 1e-9), 2)]
 
 
-def budget_by_accept_rate(run_dirs: dict[str, list[Path]]) -> str:
-    """Where each arm's samples went: per bin of the estimated acceptance rate p_i (the one the
-    allocation used), the share of all samples drawn / the share of prompts, over every
-    iteration and seed (allocations.jsonl). Uniform allocation gives equal shares."""
+def arm_allocations(run_dirs: dict[str, list[Path]]) -> dict[str, list[dict]]:
+    """Each arm's allocations.jsonl rows, over all its runs (read once for every share table)."""
+    return {
+        label: [row for run_dir in dirs for row in read_allocations(run_dir)]
+        for label, dirs in run_dirs.items()
+    }
+
+
+def budget_by_accept_rate(allocations: dict[str, list[dict]]) -> str:
+    """Where each arm's samples went (``arm_allocations``): per bin of the estimated acceptance
+    rate p_i (the one the allocation used), the share of all samples drawn / the share of
+    prompts, over every iteration and seed. Uniform allocation gives equal shares."""
     return _share_table(
-        run_dirs,
+        allocations,
         ACCEPT_RATE_BINS,
         "p_i ",
         lambda row: [accept_rate_bin(p) for p in row["accept_rate"]],
     )
 
 
-def budget_by_group(run_dirs: dict[str, list[Path]]) -> str:
-    """Where each arm's samples went by training prompts' group (eval_group_column's
-    "<column>=<value>", logged in allocations.jsonl): the share of all samples drawn / the
-    share of prompts, over every iteration and seed; empty when no arm logged groups."""
+def budget_by_group(allocations: dict[str, list[dict]]) -> str:
+    """Where each arm's samples went (``arm_allocations``) by training prompts' group
+    (eval_group_column's "<column>=<value>"): the share of all samples drawn / the share of
+    prompts, over every iteration and seed; empty when no arm logged groups."""
     groups = sorted(
         {
-            str(group)
-            for dirs in run_dirs.values()
-            for run_dir in dirs
-            for row in read_allocations(run_dir)
+            group
+            for rows in allocations.values()
+            for row in rows
             for group in row.get("group", [])
             if group is not None
         }
     )
     if not groups:
         return ""
-    return _share_table(
-        run_dirs, tuple(groups), "", lambda row: [str(g) for g in row.get("group", [])]
-    )
+    return _share_table(allocations, tuple(groups), "", lambda row: row.get("group", []))
 
 
 def _share_table(
-    run_dirs: dict[str, list[Path]],
+    allocations: dict[str, list[dict]],
     columns: tuple[str, ...],
     prefix: str,
-    bins_of: Callable[[dict], list[str]],
+    bins_of: Callable[[dict], list[str | None]],
 ) -> str:
     """Per arm and column, samples drawn / prompts as shares of the arm's totals over the
-    prompts ``bins_of`` puts in some column (allocations.jsonl); arms without any are left out."""
+    prompts ``bins_of`` puts in some column; arms without any are left out."""
     lines = [
         "| arm | " + " | ".join(f"{prefix}{c}" for c in columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
-    for label, dirs in run_dirs.items():
+    for label, rows in allocations.items():
         prompts = dict.fromkeys(columns, 0)
         samples = dict.fromkeys(columns, 0)
-        for row in (r for run_dir in dirs for r in read_allocations(run_dir)):
+        for row in rows:
             bins = bins_of(row)
             if not bins:  # a run that did not log this
                 continue
@@ -221,13 +226,13 @@ def write_results(
     sections = []
     for algorithm, baseline in baselines.items():
         arms = {k: v for k, v in results.items() if k.split("/")[0] == algorithm}
-        run_dirs = {label: comparison_runs(out_dir, label) for label in arms}
+        allocations = arm_allocations({label: comparison_runs(out_dir, label) for label in arms})
         groups = group_table(arms, baseline)
-        shares = budget_by_group(run_dirs)
+        shares = budget_by_group(allocations)
         sections.append(
             f"## {algorithm}\n\n{markdown_table(summarise(arms, baseline))}\n\n"
             "Samples drawn / prompts, by the estimated acceptance rate p_i the allocation used "
-            f"(shares over all iterations and seeds):\n\n{budget_by_accept_rate(run_dirs)}\n"
+            f"(shares over all iterations and seeds):\n\n{budget_by_accept_rate(allocations)}\n"
             + (
                 "\nSamples drawn / prompts, by the training prompts' group (eval_group_column; "
                 f"shares over all iterations and seeds):\n\n{shares}\n"

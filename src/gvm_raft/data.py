@@ -113,6 +113,12 @@ def rows_of(
     return rows
 
 
+def group_name(column: str, row: PromptRow) -> str | None:
+    """A row's group of ``column``, "<column>=<value>" (None where the row has no value)."""
+    value = row.columns.get(column)
+    return None if value is None else f"{column}={value}"
+
+
 def check_group_column(column: str | None, rows: Sequence[PromptRow], source: str) -> None:
     """eval_group_column must name a column every row of an evaluation set fills."""
     if column is None:

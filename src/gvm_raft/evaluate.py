@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gvm_raft.config import GVMConfig, load_config
-from gvm_raft.data import PromptRow, check_group_column
+from gvm_raft.data import PromptRow, check_group_column, group_name
 from gvm_raft.distributed import contiguous_share, gather_all
 from gvm_raft.errors import UserError
 from gvm_raft.estep import score
@@ -91,7 +91,7 @@ def evaluate(
 
 def group_key(column: str, row: PromptRow) -> str:
     """The metric name of a row's group: accuracy/<column>=<value>."""
-    return f"accuracy/{column}={row.columns[column]}"
+    return f"accuracy/{group_name(column, row)}"
 
 
 def group_counts(column: str | None, rows: Sequence[PromptRow]) -> dict[str, int]:

@@ -26,7 +26,13 @@ from gvm_raft.checkpoint import (
     remove_staging,
 )
 from gvm_raft.config import ConfigError, GVMConfig
-from gvm_raft.data import PromptRow, check_group_column, load_prompts, render_prompt
+from gvm_raft.data import (
+    PromptRow,
+    check_group_column,
+    group_name,
+    load_prompts,
+    render_prompt,
+)
 from gvm_raft.estep import ScoredSample
 from gvm_raft.models import (
     enable_activation_checkpointing,
@@ -397,9 +403,7 @@ def record_allocation(
     }
     column = run.config.eval_group_column
     if column is not None:
-        row["group"] = [
-            None if r.columns.get(column) is None else f"{column}={r.columns[column]}" for r in rows
-        ]
+        row["group"] = [group_name(column, r) for r in rows]
     append_allocation(run.run_dir, row)
 
 
