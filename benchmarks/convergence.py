@@ -26,6 +26,7 @@ Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-see
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from gvm_raft.compare import ARM_STRATEGIES, ablations, make_arms, run_arms
 from gvm_raft.compare_report import write_results, write_sweep
 from gvm_raft.config import load_config
 from gvm_raft.demo import bundled_config
+from gvm_raft.errors import UserError
 from gvm_raft.rundir import archive_comparison
 from gvm_raft.tasks.demo_world import WORLDS, format_world_report, open_world, world_overrides
 
@@ -208,4 +210,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as err:  # a setting to fix: its message, not a traceback
+        sys.exit(f"convergence.py: error: {err}")

@@ -22,6 +22,7 @@ from gvm_raft.compare_report import (
 )
 from gvm_raft.compare_stats import bootstrap_interval, first_reach, speedup, summarise
 from gvm_raft.demo import bundled_config
+from gvm_raft.errors import ConfigError
 from gvm_raft.rundir import archive_comparison
 
 
@@ -406,6 +407,10 @@ def test_the_harness_sets_seed_and_run_directory_over_the_config_file(tmp_path, 
         run_arms(arms, [0], config_file, tmp_path / "out", ["seed=3"], progress=False)
     with pytest.raises(ValueError, match="repeat a seed"):
         run_arms(arms, [0, 1, 0], config_file, tmp_path / "out", progress=False)
+    refused = make_arms(["grpo"], ["uniform"], ["gvm-weighted"], 8, 64, ["grpo"])
+    with pytest.raises(ConfigError, match=r"^arm grpo/gvm-weighted: sample_weighting="):
+        run_arms(refused, [2], config_file, tmp_path / "out", progress=False)
+    assert len(trained) == 2  # before: grpo/uniform seed 2 trained first, then the error
 
 
 def test_report_only_never_writes_an_empty_or_mismatched_report(tiny_overrides, tmp_path, capsys):

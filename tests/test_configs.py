@@ -134,6 +134,7 @@ def test_an_allocation_without_freedom_is_refused(settings, allocation):
         ("top_p", 0.0, r"top_p must lie in \(0, 1\]"),
         ("dual_clip", 1.0, "dual_clip must be > 1"),
         ("eval_max_prompts", 0, "eval_max_prompts must be >= 1"),
+        ("train_max_prompts", 0, "train_max_prompts must be >= 1"),
         ("iterations", 0, "iterations must be >= 1"),
     ],
 )

@@ -106,3 +106,16 @@ def test_online_statistics_on_a_run_that_never_revisits_a_prompt_are_named(tiny_
         warnings.simplefilter("error")
         load_datasets(tiny_config("b", iterations=5, **online))  # the fifth revisits
         load_datasets(tiny_config("c", iterations=4))  # a stage 1 measures every prompt
+
+
+def test_train_max_prompts_keeps_the_first_rows_and_names_itself_when_too_few(tiny_config):
+    all_rows, _ = load_datasets(tiny_config("a"))
+    capped, _ = load_datasets(tiny_config("b", train_max_prompts=5, prompts_per_iteration=4))
+    assert [r.row_id for r in capped] == [r.row_id for r in all_rows[:5]] == [0, 1, 2, 3, 4]
+    too_few = r"exceeds the 3 usable prompts .*\(train_max_prompts=3\)"
+    with pytest.raises(ConfigError, match=too_few):
+        load_datasets(tiny_config("c", train_max_prompts=3, prompts_per_iteration=4))
+    online = dict(online_stats=True, stage1_samples=0, prompts_per_iteration=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 2 iterations of 4 over 4 prompts: two epochs
+        load_datasets(tiny_config("d", iterations=2, train_max_prompts=4, **online))

@@ -141,6 +141,8 @@ def run_arms(
             f"{', '.join(owned)} cannot be overridden in a comparison: it sets them for every "
             "arm and seed itself (--seeds, --out); drop the override"
         )
+    for arm in arms:  # a bad arm fails now, not after the arms before it have trained
+        _arm_config(arm, seeds[0], base_config, out_dir, overrides)
     found: dict[str, dict[int, list[dict]]] = {arm.label: {} for arm in arms}
     for seed in seeds:
         for arm in arms:
@@ -172,11 +174,7 @@ def _train_or_read(
     """The finished run's metric rows of one arm and seed (linked to its finished twin in
     reuse_from, or else trained, when missing)."""
     run_dir = _run_dir(out_dir, arm, seed)
-    arm_overrides = [f"{k}={v}" for k, v in arm.overrides.items()]
-    own = [f"algorithm={arm.algorithm}", f"output_dir={run_dir}", f"seed={seed}", "resume=true"]
-    config = load_config(base_config, [*overrides, *arm_overrides, *own])
-    if config.eval_every != 1:
-        raise UserError("eval_every must be 1: the speed-ups compare accuracy at every iteration")
+    config = _arm_config(arm, seed, base_config, out_dir, overrides)
     if not run_dir.exists():
         twin = _finished_twin(config, arm, seed, reuse_from)
         if twin is not None:
@@ -198,6 +196,26 @@ def _train_or_read(
         train(config, progress=progress)
         rows = read_metrics(run_dir)
     return rows if len(rows) == config.iterations + 1 else None
+
+
+def _arm_config(
+    arm: Arm, seed: int, base_config: str | Path, out_dir: Path, overrides: Sequence[str]
+) -> GVMConfig:
+    """The settings of one arm's run for one seed; an error names the arm."""
+    arm_overrides = [f"{k}={v}" for k, v in arm.overrides.items()]
+    own = [
+        f"algorithm={arm.algorithm}",
+        f"output_dir={_run_dir(out_dir, arm, seed)}",
+        f"seed={seed}",
+        "resume=true",
+    ]
+    try:
+        config = load_config(base_config, [*overrides, *arm_overrides, *own])
+    except UserError as err:
+        raise type(err)(f"arm {arm.label}: {err}") from None
+    if config.eval_every != 1:
+        raise UserError("eval_every must be 1: the speed-ups compare accuracy at every iteration")
+    return config
 
 
 def _run_dir(out_dir: Path, arm: Arm, seed: int) -> Path:

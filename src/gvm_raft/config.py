@@ -86,6 +86,12 @@ class GVMConfig:
     # Model and data
     model_name_or_path: str = doc("Hugging Face causal LM directory (or hub name)", default="")
     train_file: str = doc("training prompts: JSON lines / parquet / dataset directory", default="")
+    train_max_prompts: int | None = doc(
+        "train on the first n usable training prompts only (None = all): a subset, or several "
+        "epochs of one in fewer iterations",
+        default=None,
+        range=AT_LEAST_ONE,
+    )
     test_file: str = doc("held-out prompts for evaluation (empty = no evaluation)", default="")
     prompt_column: str = doc("column holding the problem text", default="problem")
     answer_column: str = doc("column holding the gold answer", default="answer")

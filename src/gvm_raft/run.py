@@ -168,14 +168,20 @@ def load_datasets(
     test_rows: list[PromptRow] | None = None,
 ) -> tuple[list[PromptRow], list[PromptRow]]:
     """The training and (optional) test prompts, those not given read from the config's
-    files; the training set must fill one iteration (and, with online statistics, a warning
-    when the run never revisits a prompt)."""
+    files, the training ones cut to the first train_max_prompts; the training set must fill one
+    iteration (and, with online statistics, a warning when the run never revisits a prompt)."""
     if train_rows is None:
         train_rows = load_prompts(config.train_file, config.prompt_column, config.answer_column)
+    train_rows = train_rows[: config.train_max_prompts]
     if len(train_rows) < config.prompts_per_iteration:
+        capped = (
+            f" (train_max_prompts={config.train_max_prompts})"
+            if config.train_max_prompts == len(train_rows)
+            else ""
+        )
         raise ConfigError(
             f"prompts_per_iteration={config.prompts_per_iteration} exceeds the "
-            f"{len(train_rows)} usable prompts of {config.train_file or 'train_dataset'}: "
+            f"{len(train_rows)} usable prompts of {config.train_file or 'train_dataset'}{capped}: "
             "lower prompts_per_iteration or use a larger training set"
         )
     visits = config.iterations * config.prompts_per_iteration
