@@ -95,6 +95,12 @@ def test_train_help_lists_every_config_key_with_default_and_meaning(capsys):
     assert "  learning_rate = 1e-06: AdamW learning rate\n" in text
 
 
+def test_rejected_samples_norms_are_grpos_only():
+    with pytest.raises(ConfigError, match="algorithm=raft\\+\\+ trains accepted samples only"):
+        GVMConfig(algorithm="raft++", grad_norm_samples="all")
+    assert GVMConfig(algorithm="grpo", grad_norm_samples="all").grad_norm_samples == "all"
+
+
 @pytest.mark.parametrize(
     "settings",
     [

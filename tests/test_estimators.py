@@ -16,6 +16,7 @@ from gvm_raft.allocation import allocate
 from gvm_raft.estimators import (
     accuracy_variance,
     grpo_cost,
+    grpo_grad_norm,
     grpo_scale,
     grpo_variance,
     informative_group_probability,
@@ -38,26 +39,28 @@ class World:
 
     mu_acc: np.ndarray  # (m, DIM)
     mu_rej: np.ndarray
+    rejected_length: float = 1.0  # E||noise||^2 of a rejected sample: (rejected_length G)^2
 
     @property
     def grad_p(self) -> np.ndarray:
         return P[:, None] * self.mu_acc
 
 
-def make_world(seed: int = 0, share: float = 0.1) -> World:
+def make_world(seed: int = 0, share: float = 0.1, rejected_length: float = 1.0) -> World:
     """||mu_acc|| = share G (1 - p), so that ||mu_rej|| = share G p: the mean scores at most a
     tenth of a sample's length, as the derivations assume (and any large model has)."""
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(P.size, DIM))
     length = (share * G * (1 - P))[:, None]
     mu_acc = length * directions / np.linalg.norm(directions, axis=1, keepdims=True)
-    return World(mu_acc, -(P / (1 - P))[:, None] * mu_acc)
+    return World(mu_acc, -(P / (1 - P))[:, None] * mu_acc, rejected_length)
 
 
 def draw(world: World, i: int, n: int, trials: int, rng: np.random.Generator):
     """Rewards (trials, n) and scores (trials, n, DIM) of prompt i."""
     rewards = (rng.random((trials, n)) < P[i]).astype(np.float64)
     noise = rng.normal(scale=G[i] / math.sqrt(DIM), size=(trials, n, DIM))
+    noise[rewards == 0] *= world.rejected_length
     means = np.where(rewards[..., None] > 0, world.mu_acc[i], world.mu_rej[i])
     return rewards, means + noise
 
@@ -147,6 +150,9 @@ ALLOCATIONS = {
 }
 
 
+LONG_REJECTED_GRPO = allocate(grpo_grad_norm(G, 2 * G, P), P, BUDGET, "gvm-grpo").n_samples
+
+
 @pytest.mark.parametrize("kind", ["pooled", "accuracy", "em", "inverse", "grpo-pooled", "grpo"])
 @pytest.mark.parametrize("sizes", ["uniform", "gvm", "gvm-grpo"])
 def test_estimator_mean_is_its_stated_target(kind, sizes):
@@ -171,14 +177,21 @@ def test_the_pooled_target_moves_with_the_allocation_and_the_weighted_one_does_n
 
 
 @pytest.mark.parametrize(
-    ("kind", "derived", "floor"),
-    [("accuracy", "gvm-accuracy", 1), ("em", "gvm", 1), ("grpo", "gvm-grpo", 2)],
+    ("kind", "derived", "floor", "rejected_length"),
+    [
+        ("accuracy", "gvm-accuracy", 1, 1.0),
+        ("em", "gvm", 1, 1.0),
+        ("grpo", "gvm-grpo", 2, 1.0),
+        ("grpo", "gvm-grpo-both", 2, 2.0),
+    ],
 )
-def test_derived_allocation_has_the_lowest_variance(kind, derived, floor):
-    """Against uniform, the other rules and 25 random allocations (GRPO's with groups of two)."""
-    world = make_world()
-    best, best_se = total_variance(estimate(world, ALLOCATIONS[derived], kind, 4000, seed=3))
-    others = [ALLOCATIONS[name] for name in ALLOCATIONS if name != derived]
+def test_derived_allocation_has_the_lowest_variance(kind, derived, floor, rejected_length):
+    """Against uniform, the other rules and 25 random allocations (GRPO's with groups of two);
+    gvm-grpo-both: rejected scores twice as long, G from grpo_grad_norm."""
+    world = make_world(rejected_length=rejected_length)
+    rules = ALLOCATIONS | {"gvm-grpo-both": LONG_REJECTED_GRPO}
+    best, best_se = total_variance(estimate(world, rules[derived], kind, 4000, seed=3))
+    others = [rules[name] for name in rules if name != derived]
     others += random_allocations(25, floor, seed=4)
     compared = 0
     for index, n in enumerate(others):
@@ -251,3 +264,24 @@ def test_inverse_acceptance_weights_hand_values():
     np.testing.assert_allclose(weights, [0.5, 1.0, 0.0, 1.0, 0.2])
     with pytest.raises(ValueError, match="accept_rates must lie in"):
         inverse_acceptance_weights([1], [1.5])
+
+
+def test_grpo_variance_with_longer_rejected_scores():
+    """Rejected scores twice as long as accepted ones (as on the embedded world: A3): GRPO's
+    cost at G = grpo_grad_norm(G, 2 G, p) is the Monte Carlo variance (within 8%: its p^n
+    terms are approximate), the cost at the accepted norms alone is far below it, and the
+    allocation from the combined norms differs from the one from accepted norms."""
+    world = make_world(rejected_length=2.0)
+    combined = grpo_grad_norm(G, 2 * G, P)
+    assert LONG_REJECTED_GRPO.tolist() != ALLOCATIONS["gvm-grpo"].tolist()
+    for n in (ALLOCATIONS["uniform"], ALLOCATIONS["gvm-grpo"], LONG_REJECTED_GRPO):
+        variance, _ = total_variance(estimate(world, n, "grpo", 4000, seed=11))
+        assert variance == pytest.approx(grpo_variance(n, combined, P, NBAR), rel=0.08)
+        assert variance > 1.2 * grpo_variance(n, G, P, NBAR)
+
+
+def test_grpo_grad_norm_by_hand():
+    np.testing.assert_allclose(
+        grpo_grad_norm([3.0, 3.0, np.nan, 2.0], [4.0, np.nan, 5.0, 2.0], [0.5, 0.25, 0.0, 1.0]),
+        [math.sqrt(0.5 * 9 + 0.5 * 16), 3.0, 5.0, 2.0],
+    )

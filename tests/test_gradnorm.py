@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -93,7 +95,8 @@ def test_ghost_norm_is_chosen_where_it_is_cheaper():
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_prompt_statistics_average_each_prompts_accepted_norms(reduction):
-    """G_i of the summed or token-averaged log-likelihood, against autograd on each sample."""
+    """G_i of the summed or token-averaged log-likelihood, against autograd on each sample; with
+    samples="all", GRPO's sqrt((1 - p) G_acc^2 + p G_rej^2) of the two kinds' means."""
     model = make_model(tied=False)
     gen = torch.Generator().manual_seed(2)
 
@@ -111,16 +114,22 @@ def test_prompt_statistics_average_each_prompts_accepted_norms(reduction):
     np.testing.assert_array_equal(accepted, [2, 0, 1])
     np.testing.assert_array_equal(sampled, [3, 1, 1])
     params = group_parameters(model, "all")
-    expected = []
-    for group in groups:
-        values = []
-        for s in (s for s in group if s.accepted):
-            ids = torch.tensor([s.sample.prompt_ids + s.sample.token_ids])
-            response = token_log_probs(model, ids, torch.ones_like(ids))[
-                0, len(s.sample.prompt_ids) - 1 :
-            ]
-            loss = response.mean() if reduction == "mean" else response.sum()
-            grads = torch.autograd.grad(loss, params)
-            values.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)).item())
-        expected.append(np.mean(values) if values else 0.0)
+
+    def norm(s: ScoredSample) -> float:
+        ids = torch.tensor([s.sample.prompt_ids + s.sample.token_ids])
+        response = token_log_probs(model, ids, torch.ones_like(ids))[
+            0, len(s.sample.prompt_ids) - 1 :
+        ]
+        loss = response.mean() if reduction == "mean" else response.sum()
+        grads = torch.autograd.grad(loss, params)
+        return torch.sqrt(sum(g.pow(2).sum() for g in grads)).item()
+
+    by_hand = [[norm(s) for s in group] for group in groups]
+    expected = [(by_hand[0][0] + by_hand[0][1]) / 2, 0.0, by_hand[2][0]]  # accepted only
     np.testing.assert_allclose(norms, expected, rtol=1e-5)
+    _, _, grpo_norms = prompt_statistics(model, groups, 0, "all", 2, reduction, samples="all")
+    first = math.sqrt(
+        (1 / 3) * ((by_hand[0][0] + by_hand[0][1]) / 2) ** 2 + (2 / 3) * by_hand[0][2] ** 2
+    )
+    # prompt 1 accepted nothing, prompt 2 everything: each takes its one kind's norm
+    np.testing.assert_allclose(grpo_norms, [first, by_hand[1][0], by_hand[2][0]], rtol=1e-5)

@@ -59,7 +59,8 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
     and its control (uniform with as many steps), uniform and GVM with the 1/(n_i p_i)-weighted
     M-step (the estimator whose variance GVM minimises), GVM with the weights that keep uniform's
     objective, an even split over the prompts solved in stage 1 with those weights (what not
-    sampling unsolved prompts alone gives), and the matched strategy on online statistics."""
+    sampling unsolved prompts alone gives), the matched strategy with G_i measured on every
+    sample (GRPO: rejected samples' scores enter its gradient) and on online statistics."""
     fewer = max(1, mini_batch_size // num_generations)
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
@@ -77,6 +78,7 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
             "allocation": "uniform-solved",
             "sample_weighting": "uniform_target",
         },
+        "matched-G=all": {"allocation": "gvm-matched", "grad_norm_samples": "all"},
         "matched-online": {
             "allocation": "gvm-matched",
             "online_stats": True,

@@ -200,6 +200,12 @@ class GVMConfig:
         "loss weighs it)",
         default="sum",
     )
+    grad_norm_samples: Literal["accepted", "all"] = doc(
+        "the samples G_i measures: 'accepted' (the paper's: their scores are what RAFT and RAFT++ "
+        "train) or 'all' (GRPO only: its advantages weigh rejected samples' scores too, so G_i^2 "
+        "= (1 - p_i) G_acc^2 + p_i G_rej^2; costs the rejected samples' gradient norms)",
+        default="accepted",
+    )
     gvm_use_grad_norms: bool = doc(
         "false: G_i = 1 for every prompt (GVM from acceptance rates only, an ablation)",
         default=True,
@@ -461,6 +467,12 @@ def validate(config: GVMConfig) -> None:
         raise ConfigError(
             f"min_generations ({config.min_generations}) cannot exceed num_generations "
             f"({config.num_generations})"
+        )
+    if config.grad_norm_samples == "all" and config.algorithm != "grpo":
+        raise ConfigError(
+            "grad_norm_samples=all measures rejected samples for GRPO's advantages; "
+            f"algorithm={config.algorithm} trains accepted samples only: set "
+            "grad_norm_samples=accepted"
         )
     if config.grad_norm_group == "lora" and not config.use_peft:
         raise ConfigError("grad_norm_group=lora measures a LoRA adapter: set use_peft=true")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel
 
 from gvm_raft.data import PromptRow
+from gvm_raft.estimators import grpo_grad_norm
 from gvm_raft.gradnorm import ParameterGroup, per_sample_grad_norms
 from gvm_raft.logprobs import collate, token_log_probs
 from gvm_raft.rewards import RewardFn, call_reward
@@ -118,14 +120,22 @@ def prompt_statistics(
     group: ParameterGroup,
     micro_batch_size: int,
     reduction: str = "sum",
+    samples: Literal["accepted", "all"] = "accepted",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(accepted, sampled, G) per prompt; G = mean gradient norm of the accepted samples'
     log-likelihood, summed over response tokens ("sum") or averaged over them ("mean": the
-    norm divided by the response length T)."""
+    norm divided by the response length T). samples="all" measures the rejected samples too
+    and returns GRPO's G (``estimators.grpo_grad_norm`` of the two means, p_i = accepted /
+    sampled)."""
     accepted = np.array([sum(s.accepted for s in g) for g in groups], dtype=np.float64)
     sampled = np.array([len(g) for g in groups], dtype=np.float64)
-    kept = [(i, s) for i, g in enumerate(groups) for s in g if s.accepted and s.sample.token_ids]
-    norms: list[list[float]] = [[] for _ in groups]
+    kept = [
+        (i, s)
+        for i, g in enumerate(groups)
+        for s in g
+        if (s.accepted or samples == "all") and s.sample.token_ids
+    ]
+    norms: dict[bool, list[list[float]]] = {True: [[] for _ in groups], False: [[] for _ in groups]}
     if kept:
         batch = collate_samples([s for _, s in kept], pad_id)
         values = per_sample_grad_norms(
@@ -137,8 +147,15 @@ def prompt_statistics(
             micro_batch_size,
         )
         for (i, s), value in zip(kept, values.tolist(), strict=True):
-            norms[i].append(value / len(s.sample.token_ids) if reduction == "mean" else value)
-    return accepted, sampled, mean_accepted_grad_norm(norms)
+            norm = value / len(s.sample.token_ids) if reduction == "mean" else value
+            norms[s.accepted][i].append(norm)
+    if samples == "accepted":
+        return accepted, sampled, mean_accepted_grad_norm(norms[True])
+    accepted_mean, rejected_mean = (
+        np.array([np.mean(n) if n else np.nan for n in norms[side]]) for side in (True, False)
+    )
+    rates = np.divide(accepted, sampled, out=np.zeros_like(accepted), where=sampled > 0)
+    return accepted, sampled, np.nan_to_num(grpo_grad_norm(accepted_mean, rejected_mean, rates))
 
 
 @torch.no_grad()

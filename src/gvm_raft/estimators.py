@@ -5,10 +5,11 @@ derivations and their assumptions.
 
 Prompt i gets n_i samples with 0/1 rewards r_ij, P(r = 1) = p_i, and per-sample scores
 g_ij = grad_theta sum_t log pi(y_t | x_i, y_<t); mu_i = E[g | accepted], so grad p_i = p_i mu_i
-and grad log p_i = mu_i. G_i^2 stands for E[||g||^2] (measured as G_i on accepted samples; the
-rejected samples' norms are assumed alike) and ||grad p_i||^2 << p_i G_i^2 (one sample's score
-is far longer than the mean one, as in any large model). At the first step of an iteration
-(importance ratio 1) the gradients of the losses are, up to the batch's normaliser:
+and grad log p_i = mu_i. G_i^2 stands for E[||g||^2] (measured as G_i on accepted samples; for
+GRPO, whose advantages weigh rejected samples too, ``grpo_grad_norm`` combines both kinds) and
+||grad p_i||^2 << p_i G_i^2 (one sample's score is far longer than the mean one, as in any
+large model). At the first step of an iteration (importance ratio 1) the gradients of the losses
+are, up to the batch's normaliser:
 
 - RAFT / RAFT++ token mean, weight 1: target sum_i n_i grad p_i (it moves with the
   allocation; under uniform n it is nbar sum_i grad p_i, the gradient of expected accuracy),
@@ -145,6 +146,25 @@ def grpo_cost(
         spread = informative_group_probability(sizes[ok], p[ok])
         cost[ok] = g[ok] ** 2 * ref**2 * (sizes[ok] - 1) * spread / own**2
     return cost
+
+
+def grpo_grad_norm(
+    accepted_norms: ArrayLike, rejected_norms: ArrayLike, accept_rates: ArrayLike
+) -> FloatArray:
+    """G_i for GRPO's costs when accepted and rejected samples' scores differ in length:
+    sqrt((1 - p_i) G_acc^2 + p_i G_rej^2).
+
+    Given K = k of n accepted, sum_j A_j g_j weighs an accepted score by (1 - k/n) / s_k and a
+    rejected one by -(k/n) / s_k, so its second moment is (n - 1) ((1 - k/n) G_acc^2 +
+    (k/n) G_rej^2); over K ~ Bin(n, p) that is (n - 1) (((1 - p) - (1 - p)^n) G_acc^2 +
+    (p - p^n) G_rej^2), which this G_i^2 times P_n(p) matches up to terms in p^n and (1 - p)^n
+    (exactly where G_acc = G_rej). A side with no samples (NaN) takes the other's norm."""
+    measured_accepted = np.asarray(accepted_norms, dtype=np.float64)
+    measured_rejected = np.asarray(rejected_norms, dtype=np.float64)
+    accepted = np.where(np.isnan(measured_accepted), measured_rejected, measured_accepted)
+    rejected = np.where(np.isnan(measured_rejected), measured_accepted, measured_rejected)
+    p = np.asarray(accept_rates, dtype=np.float64)
+    return np.sqrt((1.0 - p) * accepted**2 + p * rejected**2)
 
 
 def grpo_variance(

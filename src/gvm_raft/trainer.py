@@ -287,8 +287,8 @@ def update_online_stats(run: Run, batch: PromptBatch, groups: list[list[ScoredSa
 def measure(
     run: Run, groups: list[list[ScoredSample]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(accepted, sampled, G) per group, G on the configured parameter group; the gradient
-    work is shared across processes by accepted-sample count."""
+    """(accepted, sampled, G) per group, G on the configured parameter group and samples; the
+    gradient work is shared across processes by the count of samples measured."""
 
     def work(items: list[int]) -> list[tuple[float, float, float]]:
         accepted, sampled, grad_norms = prompt_statistics(
@@ -298,10 +298,12 @@ def measure(
             run.config.grad_norm_group,
             run.config.micro_batch_size,
             run.config.grad_norm_reduction,
+            run.config.grad_norm_samples,
         )
         return list(zip(accepted.tolist(), sampled.tolist(), grad_norms.tolist(), strict=True))
 
-    loads = [sum(s.accepted for s in g) for g in groups]
+    everyone = run.config.grad_norm_samples == "all"
+    loads = [len(g) if everyone else sum(s.accepted for s in g) for g in groups]
     rows = run_shared(run.accelerator, loads, work)
     if not rows:
         return np.zeros(0), np.zeros(0), np.zeros(0)
