@@ -1,5 +1,5 @@
 """The benchmark scripts' own logic: transfer_check's split of a world's rows by group,
-estimator_variance's ratio on hand-computed allocations."""
+estimator_variance's ratio on hand-computed allocations, score_norms' variance ratios."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gvm_raft.config import GVMConfig
 from gvm_raft.fileio import read_jsonl, write_jsonl
 from gvm_raft.rundir import append_allocation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from estimator_variance import variance_ratios
+from score_norms import Measured
+from score_norms import variance_ratios as score_norm_ratios
 from transfer_check import split_by_group
 
 
@@ -52,3 +55,18 @@ def test_grpo_runs_get_the_group_normalised_estimators_variance_ratio_by_hand(tm
     append_allocation(tmp_path, row | {"n_samples": [4, 0]})
     d4 = (12 + 6 * np.sqrt(3)) / 16
     assert variance_ratios(tmp_path) == pytest.approx([(3 * 7 / 8 / 8 / d4**2) / 0.5])
+
+
+def test_score_norms_ratios_agree_where_rejected_norms_equal_accepted_ones():
+    """Equal norms: both allocations coincide and the model is the truth; rejected norms twice
+    as long: the truth exceeds the model and measuring both kinds does better."""
+    config = GVMConfig(algorithm="grpo", allocation="gvm-matched", stage1_samples=2)
+    p = np.array([0.125, 0.25, 0.5, 0.75, 0.375, 0.0])
+    norms = np.array([30.0, 25.0, 20.0, 15.0, 10.0, 5.0])
+    lengths = np.full(p.size, 40.0)
+    same = Measured(p, norms, norms, lengths, lengths)
+    from_accepted, from_both, modelled = score_norm_ratios(config, same)
+    assert from_accepted == from_both == pytest.approx(modelled) and modelled < 1
+    longer = Measured(p, norms, 2 * norms, lengths, lengths)
+    from_accepted, from_both, modelled = score_norm_ratios(config, longer)
+    assert from_both < from_accepted and modelled < from_accepted

@@ -245,6 +245,9 @@ def test_grpo_cost_by_hand():
     d4 = 4 / 16 * 1.5 * 2 + 6 / 16 * math.sqrt(3)
     assert grpo_cost([2], [1.0], [0.5], 4)[0] == pytest.approx(d4**2 * 0.5 / (2 * 0.25**2))
     np.testing.assert_allclose(informative_group_probability([1, 2, 3], [0.5] * 3), [0, 0.5, 0.75])
+    # rejected scores of norm 3, accepted of norm 1, n = nbar = 2, p = 1/2: only K = 1 counts
+    # (chance 1/2), where A = +-1/sqrt(2): E = 1/2 (1/2 * 1 + 1/2 * 9) = 2.5
+    assert grpo_cost([2], [1.0], [0.5], 2, rejected_grad_norms=[3.0])[0] == pytest.approx(2.5)
 
 
 def test_uniform_target_weights_hand_values():
@@ -268,14 +271,17 @@ def test_inverse_acceptance_weights_hand_values():
 
 def test_grpo_variance_with_longer_rejected_scores():
     """Rejected scores twice as long as accepted ones (as on the embedded world: A3): GRPO's
-    cost at G = grpo_grad_norm(G, 2 G, p) is the Monte Carlo variance (within 8%: its p^n
+    cost with rejected_grad_norms = 2 G is the Monte Carlo variance (within 5%, the mean
+    scores neglected), so is the cost at G = grpo_grad_norm(G, 2 G, p) within 8% (its p^n
     terms are approximate), the cost at the accepted norms alone is far below it, and the
     allocation from the combined norms differs from the one from accepted norms."""
     world = make_world(rejected_length=2.0)
     combined = grpo_grad_norm(G, 2 * G, P)
     assert LONG_REJECTED_GRPO.tolist() != ALLOCATIONS["gvm-grpo"].tolist()
     for n in (ALLOCATIONS["uniform"], ALLOCATIONS["gvm-grpo"], LONG_REJECTED_GRPO):
-        variance, _ = total_variance(estimate(world, n, "grpo", 4000, seed=11))
+        variance, se = total_variance(estimate(world, n, "grpo", 4000, seed=11))
+        exact = grpo_variance(n, G, P, NBAR, rejected_grad_norms=2 * G)
+        assert variance == pytest.approx(exact, rel=0.05, abs=4 * se)
         assert variance == pytest.approx(grpo_variance(n, combined, P, NBAR), rel=0.08)
         assert variance > 1.2 * grpo_variance(n, G, P, NBAR)
 

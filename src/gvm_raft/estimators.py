@@ -123,28 +123,37 @@ def accuracy_variance(n: ArrayLike, grad_norms: ArrayLike, accept_rates: ArrayLi
 
 
 def grpo_cost(
-    n: ArrayLike, grad_norms: ArrayLike, accept_rates: ArrayLike, reference_size: int
+    n: ArrayLike,
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    reference_size: int,
+    rejected_grad_norms: ArrayLike | None = None,
 ) -> FloatArray:
     """Per prompt, the variance of its group term weighted to hold uniform's target:
     G_i^2 d_nbar(p_i)^2 (n_i - 1) P_{n_i}(p_i) / d_{n_i}(p_i)^2 (nbar = ``reference_size``).
 
     Given 0 < K < n, the advantages satisfy sum_j A_j^2 = n - 1, so with every score's second
     moment G_i^2 and the mean scores neglected, E||sum_j A_j g_j||^2 = G_i^2 (n - 1) P_n(p).
-    0 for prompts with no target (p_i in {0, 1} or G_i = 0); inf for a prompt with a target and
-    fewer than 2 samples (a group of one has no spread to normalise).
+    With ``rejected_grad_norms`` the accepted (G_i) and rejected samples' second moments differ
+    and G_i^2 P_n(p) becomes ((1 - p) - (1 - p)^n) G_i^2 + (p - p^n) G_rej,i^2 (see
+    ``grpo_grad_norm``). 0 for prompts with no target (p_i in {0, 1} or G_i = 0); inf for a
+    prompt with a target and fewer than 2 samples (a group of one has no spread to normalise).
     """
     sizes = np.asarray(n, dtype=np.int64)
     g = np.asarray(grad_norms, dtype=np.float64)
     p = np.asarray(accept_rates, dtype=np.float64)
-    sizes, g, p = np.broadcast_arrays(sizes, g, p)
+    rejected = g if rejected_grad_norms is None else np.asarray(rejected_grad_norms, np.float64)
+    sizes, g, p, rejected = np.broadcast_arrays(sizes, g, p, rejected)
     active = grpo_active(g, p)
     cost = np.where(active, np.inf, 0.0)
     ok = active & (sizes >= 2)
     if ok.any():
         ref = grpo_scale(np.full(int(ok.sum()), reference_size), p[ok])
         own = grpo_scale(sizes[ok], p[ok])
-        spread = informative_group_probability(sizes[ok], p[ok])
-        cost[ok] = g[ok] ** 2 * ref**2 * (sizes[ok] - 1) * spread / own**2
+        k, q = sizes[ok], p[ok]
+        extra = (q - q**k) * (rejected[ok] ** 2 - g[ok] ** 2)  # rejected scores' excess
+        second_moment = informative_group_probability(k, q) * g[ok] ** 2 + extra
+        cost[ok] = ref**2 * (k - 1) * second_moment / own**2
     return cost
 
 
@@ -168,10 +177,15 @@ def grpo_grad_norm(
 
 
 def grpo_variance(
-    n: ArrayLike, grad_norms: ArrayLike, accept_rates: ArrayLike, reference_size: int
+    n: ArrayLike,
+    grad_norms: ArrayLike,
+    accept_rates: ArrayLike,
+    reference_size: int,
+    rejected_grad_norms: ArrayLike | None = None,
 ) -> float:
     """sum_i ``grpo_cost``: the variance of GRPO's gradient weighted to uniform's target."""
-    return float(np.sum(grpo_cost(n, grad_norms, accept_rates, reference_size)))
+    cost = grpo_cost(n, grad_norms, accept_rates, reference_size, rejected_grad_norms)
+    return float(np.sum(cost))
 
 
 def grpo_active(grad_norms: ArrayLike, accept_rates: ArrayLike) -> NDArray[np.bool_]:
