@@ -27,9 +27,8 @@ import numpy as np
 
 from gvm_raft.config import GVMConfig, load_config
 from gvm_raft.demo import bundled_config
-from gvm_raft.estep import ScoredSample, collate_samples
-from gvm_raft.estimators import grpo_grad_norm, grpo_variance
-from gvm_raft.gradnorm import per_sample_grad_norms
+from gvm_raft.estep import ScoredSample, sample_score_norms
+from gvm_raft.estimators import both_norms, grpo_grad_norm, grpo_variance
 from gvm_raft.run import Run, setup
 from gvm_raft.seeds import Stream
 from gvm_raft.stats import PromptStats
@@ -51,17 +50,17 @@ class Measured:
 
 
 def measure_batch(run: Run, groups: list[list[ScoredSample]]) -> Measured:
-    """Every sample's score norm, averaged per prompt and kind."""
+    """Every sample's score norm (``sample_score_norms``), averaged per prompt and kind."""
     flat = [(i, s) for i, group in enumerate(groups) for s in group if s.sample.token_ids]
-    batch = collate_samples([s for _, s in flat], run.tokenizer.pad_token_id)
-    norms = per_sample_grad_norms(
+    config = run.config
+    norms = sample_score_norms(
         run.policy,
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["response_mask"],
-        run.config.grad_norm_group,
-        run.config.micro_batch_size,
-    ).tolist()
+        [s for _, s in flat],
+        run.tokenizer.pad_token_id,
+        config.grad_norm_group,
+        config.micro_batch_size,
+        config.grad_norm_reduction,
+    )
     by_kind: dict[tuple[int, bool], list[tuple[float, int]]] = {}
     for (i, s), norm in zip(flat, norms, strict=True):
         by_kind.setdefault((i, s.accepted), []).append((norm, len(s.sample.token_ids)))
@@ -77,9 +76,8 @@ def measure_batch(run: Run, groups: list[list[ScoredSample]]) -> Measured:
 def variance_ratios(config: GVMConfig, measured: Measured) -> tuple[float, float, float]:
     """GRPO's variance (both norms as the truth) of the matched allocation from accepted norms
     and from both, over uniform's; and the accepted-only model's ratio for the former."""
-    p, accepted, rejected = measured.accept_rate, measured.accepted_norm, measured.rejected_norm
-    accepted = np.where(np.isnan(accepted), rejected, accepted)
-    rejected = np.where(np.isnan(rejected), accepted, rejected)
+    p = measured.accept_rate
+    accepted, rejected = both_norms(measured.accepted_norm, measured.rejected_norm)
     nbar = config.num_generations
     uniform = np.full(p.size, nbar)
 

@@ -113,6 +113,32 @@ def collate_samples(samples: Sequence[ScoredSample], pad_id: int) -> dict[str, t
     }
 
 
+def sample_score_norms(
+    model: PreTrainedModel,
+    samples: Sequence[ScoredSample],
+    pad_id: int,
+    group: ParameterGroup,
+    micro_batch_size: int,
+    reduction: str = "sum",
+) -> list[float]:
+    """Each sample's gradient norm of its response log-likelihood on ``group``, summed over
+    response tokens ("sum") or averaged over them ("mean": the norm divided by the length T)."""
+    if not samples:
+        return []
+    batch = collate_samples(samples, pad_id)
+    values = per_sample_grad_norms(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["response_mask"],
+        group,
+        micro_batch_size,
+    ).tolist()
+    if reduction == "mean":
+        return [v / len(s.sample.token_ids) for v, s in zip(values, samples, strict=True)]
+    return values
+
+
 def prompt_statistics(
     model: PreTrainedModel,
     groups: Sequence[Sequence[ScoredSample]],
@@ -122,11 +148,9 @@ def prompt_statistics(
     reduction: str = "sum",
     samples: Literal["accepted", "all"] = "accepted",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(accepted, sampled, G) per prompt; G = mean gradient norm of the accepted samples'
-    log-likelihood, summed over response tokens ("sum") or averaged over them ("mean": the
-    norm divided by the response length T). samples="all" measures the rejected samples too
-    and returns GRPO's G (``estimators.grpo_grad_norm`` of the two means, p_i = accepted /
-    sampled)."""
+    """(accepted, sampled, G) per prompt; G = mean of the accepted samples'
+    ``sample_score_norms``. samples="all" measures the rejected samples too and returns GRPO's
+    G (``estimators.grpo_grad_norm`` of the two means, p_i = accepted / sampled)."""
     accepted = np.array([sum(s.accepted for s in g) for g in groups], dtype=np.float64)
     sampled = np.array([len(g) for g in groups], dtype=np.float64)
     kept = [
@@ -135,20 +159,12 @@ def prompt_statistics(
         for s in g
         if (s.accepted or samples == "all") and s.sample.token_ids
     ]
+    values = sample_score_norms(
+        model, [s for _, s in kept], pad_id, group, micro_batch_size, reduction
+    )
     norms: dict[bool, list[list[float]]] = {True: [[] for _ in groups], False: [[] for _ in groups]}
-    if kept:
-        batch = collate_samples([s for _, s in kept], pad_id)
-        values = per_sample_grad_norms(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["response_mask"],
-            group,
-            micro_batch_size,
-        )
-        for (i, s), value in zip(kept, values.tolist(), strict=True):
-            norm = value / len(s.sample.token_ids) if reduction == "mean" else value
-            norms[s.accepted][i].append(norm)
+    for (i, s), norm in zip(kept, values, strict=True):
+        norms[s.accepted][i].append(norm)
     if samples == "accepted":
         return accepted, sampled, mean_accepted_grad_norm(norms[True])
     accepted_mean, rejected_mean = (

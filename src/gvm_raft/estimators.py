@@ -168,12 +168,21 @@ def grpo_grad_norm(
     (k/n) G_rej^2); over K ~ Bin(n, p) that is (n - 1) (((1 - p) - (1 - p)^n) G_acc^2 +
     (p - p^n) G_rej^2), which this G_i^2 times P_n(p) matches up to terms in p^n and (1 - p)^n
     (exactly where G_acc = G_rej). A side with no samples (NaN) takes the other's norm."""
-    measured_accepted = np.asarray(accepted_norms, dtype=np.float64)
-    measured_rejected = np.asarray(rejected_norms, dtype=np.float64)
-    accepted = np.where(np.isnan(measured_accepted), measured_rejected, measured_accepted)
-    rejected = np.where(np.isnan(measured_rejected), measured_accepted, measured_rejected)
+    accepted, rejected = both_norms(accepted_norms, rejected_norms)
     p = np.asarray(accept_rates, dtype=np.float64)
     return np.sqrt((1.0 - p) * accepted**2 + p * rejected**2)
+
+
+def both_norms(
+    accepted_norms: ArrayLike, rejected_norms: ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Per prompt, the accepted and rejected samples' mean norms, a side with no samples (NaN)
+    taking the other's (a prompt whose samples were all accepted, or all rejected)."""
+    accepted = np.asarray(accepted_norms, dtype=np.float64)
+    rejected = np.asarray(rejected_norms, dtype=np.float64)
+    return np.where(np.isnan(accepted), rejected, accepted), np.where(
+        np.isnan(rejected), accepted, rejected
+    )
 
 
 def grpo_variance(
