@@ -204,6 +204,30 @@ def test_budget_by_accept_rate_on_hand_made_allocations(tmp_path):
     ]
 
 
+def test_budget_by_accept_rate_puts_online_placeholders_apart(tmp_path):
+    online, staged = tmp_path / "online", tmp_path / "staged"
+    online.mkdir()
+    staged.mkdir()
+    (online / "config.yaml").write_text("online_stats: true\n")
+    rows = [  # iteration 1: nothing visited yet, placeholders p = 1; iteration 2: prompt 0 again
+        {"row_id": [0, 1], "accept_rate": [1.0, 1.0], "n_samples": [8, 8]},
+        {"row_id": [2, 0], "accept_rate": [0.5, 0.0], "n_samples": [6, 2]},
+    ]
+    (online / "allocations.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (staged / "allocations.jsonl").write_text(json.dumps(rows[0]))
+    table = budget_by_accept_rate(arm_allocations({"a/online": [online], "a/staged": [staged]}))
+    # online: 24 samples on 4 prompts; only prompt 0's second visit (2 samples, p = 0) was
+    # measured; the staged run's p = 1 estimates are its own stage 1's
+    assert table.splitlines() == [
+        "| arm | p_i 0 | p_i (0, 1/3] | p_i (1/3, 2/3] | p_i (2/3, 1) | p_i 1 | p_i unmeasured |",
+        "|---|---|---|---|---|---|---|",
+        "| a/online | 0.08 / 0.25 | 0.00 / 0.00 | 0.00 / 0.00 | 0.00 / 0.00 | 0.00 / 0.00 "
+        "| 0.92 / 0.75 |",
+        "| a/staged | 0.00 / 0.00 | 0.00 / 0.00 | 0.00 / 0.00 | 0.00 / 0.00 | 1.00 / 1.00 "
+        "| 0.00 / 0.00 |",
+    ]
+
+
 def test_budget_by_group_on_hand_made_allocations(tmp_path):
     matched, plain = tmp_path / "matched", tmp_path / "plain"
     matched.mkdir()

@@ -13,7 +13,7 @@ from gvm_raft.compare_stats import by_group, summarise
 from gvm_raft.errors import UserError
 from gvm_raft.fileio import atomic_write_text
 from gvm_raft.report import accuracy_panels, pyplot, save_figure
-from gvm_raft.rundir import comparison_runs, read_allocations
+from gvm_raft.rundir import comparison_runs, read_allocations, recorded_settings
 
 
 def _spread(values: np.ndarray) -> str:
@@ -104,6 +104,7 @@ def plot(results: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
 
 
 ACCEPT_RATE_BINS = ("0", "(0, 1/3]", "(1/3, 2/3]", "(2/3, 1)", "1")
+UNMEASURED = "unmeasured"
 
 
 def accept_rate_bin(accept_rate: float) -> str:
@@ -116,22 +117,46 @@ def accept_rate_bin(accept_rate: float) -> str:
 
 
 def arm_allocations(run_dirs: dict[str, list[Path]]) -> dict[str, list[dict]]:
-    """Each arm's allocations.jsonl rows, over all its runs (read once for every share table)."""
+    """Each arm's allocations.jsonl rows, over all its runs (read once for every share table).
+    In a run with online statistics a prompt's p_i and G_i come from its previous visit, so a
+    prompt without one in the run's earlier rows had only a placeholder (the mean of the seen
+    prompts', or 1): such rows get ``"measured"``, one flag per prompt."""
     return {
-        label: [row for run_dir in dirs for row in read_allocations(run_dir)]
+        label: [row for run_dir in dirs for row in _run_allocations(run_dir)]
         for label, dirs in run_dirs.items()
     }
+
+
+def _run_allocations(run_dir: Path) -> list[dict]:
+    rows = read_allocations(run_dir)
+    if not recorded_settings(run_dir).get("online_stats"):
+        return rows
+    visited: set[int] = set()
+    for row in rows:
+        row["measured"] = [row_id in visited for row_id in row["row_id"]]
+        visited.update(row["row_id"])
+    return rows
 
 
 def budget_by_accept_rate(allocations: dict[str, list[dict]]) -> str:
     """Where each arm's samples went (``arm_allocations``): per bin of the estimated acceptance
     rate p_i (the one the allocation used), the share of all samples drawn / the share of
-    prompts, over every iteration and seed. Uniform allocation gives equal shares."""
+    prompts, over every iteration and seed; prompts an online-statistics run had not measured
+    yet get a column of their own, shown when there are any. Uniform allocation gives equal
+    shares."""
+
+    def bins(row: dict) -> list[str]:
+        measured = row.get("measured", [True] * len(row["accept_rate"]))
+        return [
+            accept_rate_bin(p) if seen else UNMEASURED
+            for p, seen in zip(row["accept_rate"], measured, strict=True)
+        ]
+
+    unmeasured = any(
+        not all(row.get("measured", [True])) for rows in allocations.values() for row in rows
+    )
     return _share_table(
-        allocations,
-        ACCEPT_RATE_BINS,
-        "p_i ",
-        lambda row: [accept_rate_bin(p) for p in row["accept_rate"]],
+        allocations, ACCEPT_RATE_BINS + ((UNMEASURED,) if unmeasured else ()), "p_i ", bins
     )
 
 
