@@ -60,7 +60,8 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
     M-step (the estimator whose variance GVM minimises), GVM with the weights that keep uniform's
     objective, an even split over the prompts solved in stage 1 with those weights (what not
     sampling unsolved prompts alone gives), the matched strategy with G_i measured on every
-    sample (GRPO: rejected samples' scores enter its gradient) and on online statistics."""
+    sample (GRPO: rejected samples' scores enter its gradient), and on online statistics, alone
+    and with every prompt kept at 4 samples (the floor a reused stage 1 of k = 4 gives)."""
     fewer = max(1, mini_batch_size // num_generations)
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
@@ -83,6 +84,12 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
             "allocation": "gvm-matched",
             "online_stats": True,
             "stage1_samples": 0,
+        },
+        "matched-online-min=4": {
+            "allocation": "gvm-matched",
+            "online_stats": True,
+            "stage1_samples": 0,
+            "min_generations": 4,
         },
     }
 
