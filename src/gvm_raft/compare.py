@@ -56,12 +56,14 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
     """GVM variants: G_i = 1, G_i of the per-token mean log-likelihood, alpha = 0, a Beta(1, 1)
     prior on p_i (a prompt with 0 of k accepted still gets samples), a smaller stage 1, online
     statistics, the RLHFlow implementation's confound (num_generations times more optimizer steps)
-    and its control (uniform with as many steps), uniform and GVM with the 1/(n_i p_i)-weighted
-    M-step (the estimator whose variance GVM minimises), GVM with the weights that keep uniform's
-    objective, an even split over the prompts solved in stage 1 with those weights (what not
-    sampling unsolved prompts alone gives), the matched strategy with G_i measured on every
-    sample (GRPO: rejected samples' scores enter its gradient), and on online statistics, alone
-    and with every prompt kept at 4 samples (the floor a reused stage 1 of k = 4 gives)."""
+    and its control (uniform with as many steps), uniform with 4x the steps (a mini-batch a
+    quarter the size: the sweep's middle point against uniform), uniform and GVM with the
+    1/(n_i p_i)-weighted M-step (the estimator whose variance GVM minimises), GVM with the
+    weights that keep uniform's objective, an even split over the prompts solved in stage 1 with
+    those weights (what not sampling unsolved prompts alone gives), the matched strategy with G_i
+    measured on every sample (GRPO: rejected samples' scores enter its gradient), and on online
+    statistics, alone and with every prompt kept at 4 samples (the floor a reused stage 1 of
+    k = 4 gives)."""
     fewer = max(1, mini_batch_size // num_generations)
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
@@ -72,6 +74,10 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
         "gvm-online": {"allocation": "gvm", "online_stats": True, "stage1_samples": 0},
         f"gvm-steps-x{num_generations}": {"allocation": "gvm", "mini_batch_size": fewer},
         f"uniform-steps-x{num_generations}": {"allocation": "uniform", "mini_batch_size": fewer},
+        "uniform-steps-x4": {
+            "allocation": "uniform",
+            "mini_batch_size": max(1, mini_batch_size // 4),
+        },
         "uniform-weighted": {"allocation": "uniform", "sample_weighting": "inverse_acceptance"},
         "gvm-weighted": {"allocation": "gvm", "sample_weighting": "inverse_acceptance"},
         "gvm-reweighted": {"allocation": "gvm", "sample_weighting": "uniform_target"},
