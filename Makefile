@@ -51,11 +51,12 @@ bench: $(STAMP)
 # the paper's step accounting (RAFT++ and GRPO); the mini-batch sweep; the families world, whose
 # prompt families share no skill, with accuracy by family.
 MATCHED := --strategies uniform gvm gvm-matched uniform-aa \
-	--ablations gvm-weighted gvm-reweighted solved-reweighted gvm-steps-x8 uniform-steps-x8
+	--ablations gvm-weighted gvm-reweighted solved-reweighted gvm-steps-x8 uniform-steps-x8 \
+	uniform-steps-x4
 convergence: $(STAMP)
 	$(BIN)/python benchmarks/convergence.py --algorithms raft++ grpo $(MATCHED) \
 		--ablation-algorithms raft++ grpo --archive benchmarks/results/chains
-	$(BIN)/python benchmarks/convergence.py --algorithms raft++ --seeds 0 1 2 \
+	$(BIN)/python benchmarks/convergence.py --algorithms raft++ grpo --seeds 0 1 2 \
 		--sweep mini_batch_size=64,16,8 --sweep-only --sweep-strategies uniform gvm gvm-matched \
 		--archive benchmarks/results/chains
 	$(BIN)/python benchmarks/convergence.py --world-config families --out runs/convergence-families \
