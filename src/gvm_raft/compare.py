@@ -65,6 +65,7 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
     statistics, alone and with every prompt kept at 4 samples (the floor a reused stage 1 of
     k = 4 gives)."""
     fewer = max(1, mini_batch_size // num_generations)
+    matched_online = {"allocation": "gvm-matched", "online_stats": True, "stage1_samples": 0}
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
         "gvm-G=mean": {"allocation": "gvm", "grad_norm_reduction": "mean"},
@@ -86,17 +87,8 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
             "sample_weighting": "uniform_target",
         },
         "matched-G=all": {"allocation": "gvm-matched", "grad_norm_samples": "all"},
-        "matched-online": {
-            "allocation": "gvm-matched",
-            "online_stats": True,
-            "stage1_samples": 0,
-        },
-        "matched-online-min=4": {
-            "allocation": "gvm-matched",
-            "online_stats": True,
-            "stage1_samples": 0,
-            "min_generations": 4,
-        },
+        "matched-online": matched_online,
+        "matched-online-min=4": {**matched_online, "min_generations": 4},
     }
 
 
