@@ -45,11 +45,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sharding_memory.py
 
 # The README's results (docs/results.md), each comparison's runs archived in benchmarks/results/
-# (killed runs resume, finished ones are only read; about 8 hours on 2 CPU cores in all):
+# (killed runs resume, finished ones are only read; about 12 hours on 2 CPU cores in all):
 # allocation matched to the trained objective against uniform and the paper's GVM, with the A/A
 # calibration, GVM's own weighted estimator, the control that only skips unsolved prompts, and
-# the paper's step accounting (RAFT++ and GRPO); the mini-batch sweep; the families world, whose
-# prompt families share no skill, with accuracy by family.
+# the paper's step accounting (RAFT++ and GRPO); the mini-batch sweep, and GRPO's at lr 3e-5; the
+# matched rule on online statistics (two epochs of 512 prompts, then four of 256: fresher
+# statistics); the families world, whose prompt families share no skill, with accuracy by family.
+ONLINE := --strategies uniform gvm-matched --seeds 0 1 2 --extra-seeds 0 1 2
 MATCHED := --strategies uniform gvm gvm-matched uniform-aa \
 	--ablations gvm-weighted gvm-reweighted solved-reweighted gvm-steps-x8 uniform-steps-x8 \
 	uniform-steps-x4
@@ -59,6 +61,18 @@ convergence: $(STAMP)
 	$(BIN)/python benchmarks/convergence.py --algorithms raft++ grpo --seeds 0 1 2 \
 		--sweep mini_batch_size=64,16,8 --sweep-only --sweep-strategies uniform gvm gvm-matched \
 		--archive benchmarks/results/chains
+	$(BIN)/python benchmarks/convergence.py --out runs/convergence-grpo-lr --algorithms grpo \
+		--seeds 0 1 2 --sweep mini_batch_size=16,8 --sweep-only --sweep-strategies uniform gvm-matched \
+		--archive benchmarks/results/chains-grpo-lr learning_rate=3e-5
+	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online --algorithms raft++ \
+		$(ONLINE) --ablations matched-online matched-online-min=4 \
+		--archive benchmarks/results/chains-online train_max_prompts=512
+	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online --algorithms grpo \
+		--strategies uniform --ablations matched-online --ablation-algorithms grpo --seeds 0 1 2 \
+		--extra-seeds 0 1 2 --archive benchmarks/results/chains-online train_max_prompts=512
+	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online-256 --algorithms raft++ \
+		$(ONLINE) --ablations matched-online \
+		--archive benchmarks/results/chains-online-256 train_max_prompts=256
 	$(BIN)/python benchmarks/convergence.py --world-config families --out runs/convergence-families \
 		--algorithms raft++ --strategies uniform gvm gvm-matched --ablations solved-reweighted \
 		--seeds 0 1 2 --extra-seeds 0 1 2 --archive benchmarks/results/families eval_group_column=family

@@ -20,7 +20,8 @@ the seed split and the sweeps.
 
 Run: .venv/bin/python benchmarks/convergence.py [--seeds 0 1 2 3 4] [--extra-seeds 0 1 2]
      [--sweep num_generations=4,8,16 [--sweep-only]] [--report-only] [key=value ...]
-(`make convergence` runs the README's three invocations: the comparison, then both sweeps.)
+(`make convergence` runs every invocation behind the README's results, `make
+convergence-baselines` those of docs/results.md's earlier tables.)
 """
 
 from __future__ import annotations
