@@ -52,12 +52,15 @@ bench: $(STAMP)
 # matched rule on online statistics (two epochs of 512 prompts, then four of 256: fresher
 # statistics); the families world, whose prompt families share no skill, with accuracy by family.
 ONLINE := --strategies uniform gvm-matched --seeds 0 1 2 --extra-seeds 0 1 2
-MATCHED := --strategies uniform gvm gvm-matched uniform-aa \
-	--ablations gvm-weighted gvm-reweighted solved-reweighted gvm-steps-x8 uniform-steps-x8 \
-	uniform-steps-x4
+MATCHED := --strategies uniform gvm gvm-matched uniform-aa
+STEPS := gvm-steps-x8 uniform-steps-x8 uniform-steps-x4
 convergence: $(STAMP)
-	$(BIN)/python benchmarks/convergence.py --algorithms raft++ grpo $(MATCHED) \
-		--ablation-algorithms raft++ grpo --archive benchmarks/results/chains
+	$(BIN)/python benchmarks/convergence.py --algorithms raft++ $(MATCHED) --ablations gvm-weighted \
+		gvm-reweighted solved-reweighted $(STEPS) --archive benchmarks/results/chains
+	$(BIN)/python benchmarks/convergence.py --algorithms raft++ --strategies uniform \
+		--ablations gvm-weighted --seeds 3 4 --extra-seeds 3 4 --archive benchmarks/results/chains
+	$(BIN)/python benchmarks/convergence.py --algorithms grpo $(MATCHED) --ablations gvm-reweighted \
+		matched-G=all $(STEPS) --ablation-algorithms grpo --archive benchmarks/results/chains
 	$(BIN)/python benchmarks/convergence.py --algorithms raft++ grpo --seeds 0 1 2 \
 		--sweep mini_batch_size=64,16,8 --sweep-only --sweep-strategies uniform gvm gvm-matched \
 		--archive benchmarks/results/chains
@@ -71,7 +74,7 @@ convergence: $(STAMP)
 		--strategies uniform --ablations matched-online --ablation-algorithms grpo --seeds 0 1 2 \
 		--extra-seeds 0 1 2 --archive benchmarks/results/chains-online train_max_prompts=512
 	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online-256 --algorithms raft++ \
-		$(ONLINE) --ablations matched-online \
+		$(ONLINE) --ablations matched-online matched-reuse=false \
 		--archive benchmarks/results/chains-online-256 train_max_prompts=256
 	$(BIN)/python benchmarks/convergence.py --world-config families --out runs/convergence-families \
 		--algorithms raft++ --strategies uniform gvm gvm-matched --ablations solved-reweighted \

@@ -8,9 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 
 from gvm_raft.cli import main
-from gvm_raft.compare import make_arms, run_arms
+from gvm_raft.compare import ablations, make_arms, run_arms
 from gvm_raft.compare_report import (
     accept_rate_bin,
     arm_allocations,
@@ -21,9 +22,11 @@ from gvm_raft.compare_report import (
     write_sweep,
 )
 from gvm_raft.compare_stats import bootstrap_interval, first_reach, speedup, summarise
+from gvm_raft.config import load_config
 from gvm_raft.demo import bundled_config
 from gvm_raft.errors import ConfigError
 from gvm_raft.rundir import archive_comparison
+from gvm_raft.tasks.demo_world import world_overrides
 
 
 def rows(accuracy, tokens_per_iteration):
@@ -267,6 +270,35 @@ def test_ablations_run_for_the_algorithms_named_and_step_arms_match():
     ]
     assert arms[2].overrides == {"allocation": "gvm", "mini_batch_size": 8}
     assert arms[3].overrides == {"allocation": "uniform", "mini_batch_size": 8}
+
+
+# the ablations that apply to one algorithm: the 1/(n_i p_i) weights are RAFT's (accepted
+# samples), rejected samples' scores GRPO's
+ONE_ALGORITHM_ABLATIONS = {
+    "uniform-weighted": "raft++",
+    "gvm-weighted": "raft++",
+    "matched-G=all": "grpo",
+}
+
+
+@pytest.mark.parametrize("algorithm", ["raft++", "grpo"])
+@pytest.mark.parametrize("name", list(ablations(8, 64)))
+def test_every_ablation_is_a_valid_benchmark_config(name, algorithm, tmp_path):
+    """Each ablation's settings on the benchmark's (N/m = 8, k = 4 reused, mini-batch 64) pass
+    validation and reach the config as set: a bad arm fails here, not hours into a benchmark.
+    An arm of one algorithm is refused for the other with the setting to change."""
+    settings = ablations(8, 64)[name]
+    overrides = [*world_overrides(tmp_path), f"algorithm={algorithm}"]
+    overrides += [f"{key}={value}" for key, value in settings.items()]
+    if ONE_ALGORITHM_ABLATIONS.get(name, algorithm) != algorithm:
+        with pytest.raises(ConfigError, match=r"set (grad_norm_samples|sample_weighting)="):
+            load_config(bundled_config("convergence.yaml"), overrides)
+        return
+    config = load_config(bundled_config("convergence.yaml"), overrides)
+    for key, value in settings.items():
+        expected = yaml.safe_load(value) if isinstance(value, str) else value
+        actual = getattr(config, key)
+        assert (list(actual) if isinstance(actual, tuple) else actual) == expected, key
 
 
 def test_tiny_benchmark_end_to_end(tiny_overrides, tmp_path):
