@@ -285,7 +285,8 @@ ONE_ALGORITHM_ABLATIONS = {
 @pytest.mark.parametrize("name", list(ablations(8, 64)))
 def test_every_ablation_is_a_valid_benchmark_config(name, algorithm, tmp_path):
     """Each ablation's settings on the benchmark's (N/m = 8, k = 4 reused, mini-batch 64) pass
-    validation and reach the config as set: a bad arm fails here, not hours into a benchmark.
+    validation and reach the config as set: a bad arm fails in the suite, not when a benchmark
+    starts.
     An arm of one algorithm is refused for the other with the setting to change."""
     settings = ablations(8, 64)[name]
     overrides = [*world_overrides(tmp_path), f"algorithm={algorithm}"]

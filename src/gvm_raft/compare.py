@@ -64,9 +64,11 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
     measured on every sample (GRPO: rejected samples' scores enter its gradient), and on online
     statistics, alone and with every prompt kept at 4 samples (the floor a reused stage 1 of
     k = 4 gives), and on a stage 1 that only measures (`reuse_stage1=false`: statistics of the
-    current policy, the whole budget allocated by the rule and no floor, as online)."""
+    current policy, the whole budget allocated by the rule and no floor, as online), alone and
+    with the 4-sample floor (fresh samples: n_i is not coupled to samples it trains on)."""
     fewer = max(1, mini_batch_size // num_generations)
     matched_online = {"allocation": "gvm-matched", "online_stats": True, "stage1_samples": 0}
+    matched_unreused = {"allocation": "gvm-matched", "reuse_stage1": False}
     return {
         "gvm-G=1": {"allocation": "gvm", "gvm_use_grad_norms": False},
         "gvm-G=mean": {"allocation": "gvm", "grad_norm_reduction": "mean"},
@@ -90,7 +92,8 @@ def ablations(num_generations: int, mini_batch_size: int) -> dict[str, dict[str,
         "matched-G=all": {"allocation": "gvm-matched", "grad_norm_samples": "all"},
         "matched-online": matched_online,
         "matched-online-min=4": {**matched_online, "min_generations": 4},
-        "matched-reuse=false": {"allocation": "gvm-matched", "reuse_stage1": False},
+        "matched-reuse=false": matched_unreused,
+        "matched-reuse=false-min=4": {**matched_unreused, "min_generations": 4},
     }
 
 
