@@ -51,7 +51,7 @@ bench: $(STAMP)
 # the paper's step accounting (RAFT++ and GRPO); the mini-batch sweep, and GRPO's at lr 3e-5; the
 # matched rule on online statistics (two epochs of 512 prompts, then four of 256: fresher
 # statistics); the families world, whose prompt families share no skill, with accuracy by family.
-ONLINE := --strategies uniform gvm-matched --seeds 0 1 2 --extra-seeds 0 1 2
+THREE_SEEDS := --seeds 0 1 2 --extra-seeds 0 1 2
 MATCHED := --strategies uniform gvm gvm-matched uniform-aa
 STEPS := gvm-steps-x8 uniform-steps-x8 uniform-steps-x4
 convergence: $(STAMP)
@@ -68,17 +68,17 @@ convergence: $(STAMP)
 		--seeds 0 1 2 --sweep mini_batch_size=16,8 --sweep-only --sweep-strategies uniform gvm-matched \
 		--archive benchmarks/results/chains-grpo-lr learning_rate=3e-5
 	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online --algorithms raft++ \
-		$(ONLINE) --ablations matched-online matched-online-min=4 \
+		--strategies uniform gvm-matched --ablations matched-online matched-online-min=4 $(THREE_SEEDS) \
 		--archive benchmarks/results/chains-online train_max_prompts=512
 	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online --algorithms grpo \
-		--strategies uniform --ablations matched-online --ablation-algorithms grpo --seeds 0 1 2 \
-		--extra-seeds 0 1 2 --archive benchmarks/results/chains-online train_max_prompts=512
+		--strategies uniform --ablations matched-online --ablation-algorithms grpo $(THREE_SEEDS) \
+		--archive benchmarks/results/chains-online train_max_prompts=512
 	$(BIN)/python benchmarks/convergence.py --out runs/convergence-online-256 --algorithms raft++ \
-		$(ONLINE) --ablations matched-online matched-reuse=false \
+		--strategies uniform gvm-matched --ablations matched-online matched-reuse=false $(THREE_SEEDS) \
 		--archive benchmarks/results/chains-online-256 train_max_prompts=256
 	$(BIN)/python benchmarks/convergence.py --world-config families --out runs/convergence-families \
 		--algorithms raft++ --strategies uniform gvm gvm-matched --ablations solved-reweighted \
-		--seeds 0 1 2 --extra-seeds 0 1 2 --archive benchmarks/results/families eval_group_column=family
+		$(THREE_SEEDS) --archive benchmarks/results/families eval_group_column=family
 
 # The earlier tables of docs/results.md: Knapsack-RL, DAPO and the first ablations, then when
 # GVM helps: the budget per prompt N/m and the stage-1 size (about 5 hours).

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gvm_raft.cli import main
-from gvm_raft.compare import ablations, make_arms, run_arms
+from gvm_raft.compare import _arm_config, ablations, make_arms, run_arms
 from gvm_raft.compare_report import (
     accept_rate_bin,
     arm_allocations,
@@ -22,7 +22,6 @@ from gvm_raft.compare_report import (
     write_sweep,
 )
 from gvm_raft.compare_stats import bootstrap_interval, first_reach, speedup, summarise
-from gvm_raft.config import load_config
 from gvm_raft.demo import bundled_config
 from gvm_raft.errors import ConfigError
 from gvm_raft.rundir import archive_comparison
@@ -285,18 +284,17 @@ ONE_ALGORITHM_ABLATIONS = {
 @pytest.mark.parametrize("name", list(ablations(8, 64)))
 def test_every_ablation_is_a_valid_benchmark_config(name, algorithm, tmp_path):
     """Each ablation's settings on the benchmark's (N/m = 8, k = 4 reused, mini-batch 64) pass
-    validation and reach the config as set: a bad arm fails in the suite, not when a benchmark
-    starts.
-    An arm of one algorithm is refused for the other with the setting to change."""
-    settings = ablations(8, 64)[name]
-    overrides = [*world_overrides(tmp_path), f"algorithm={algorithm}"]
-    overrides += [f"{key}={value}" for key, value in settings.items()]
+    the harness's check and reach the config as set: a bad arm fails in the suite, not when a
+    benchmark starts. An arm of one algorithm is refused for the other with the setting to
+    change."""
+    [arm] = make_arms([algorithm], [], [name], 8, 64, [algorithm])
+    base = bundled_config("convergence.yaml")
     if ONE_ALGORITHM_ABLATIONS.get(name, algorithm) != algorithm:
         with pytest.raises(ConfigError, match=r"set (grad_norm_samples|sample_weighting)="):
-            load_config(bundled_config("convergence.yaml"), overrides)
+            _arm_config(arm, 0, base, tmp_path, world_overrides(tmp_path))
         return
-    config = load_config(bundled_config("convergence.yaml"), overrides)
-    for key, value in settings.items():
+    config = _arm_config(arm, 0, base, tmp_path, world_overrides(tmp_path))
+    for key, value in arm.overrides.items():
         expected = yaml.safe_load(value) if isinstance(value, str) else value
         actual = getattr(config, key)
         assert (list(actual) if isinstance(actual, tuple) else actual) == expected, key
